@@ -1,0 +1,338 @@
+"""Sans-I/O codec of wire protocol v1: frames ↔ bytes, for both subprotocols.
+
+Nothing here touches a socket or an event loop. Decoding never raises anything but
+:class:`DecodeError` (carrying the error code to answer with and, when it could be read, the
+request id), whatever bytes it is given; ``tests/test_codec_properties.py`` checks that with
+hypothesis.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import msgpack
+
+from frys.shared.protocol import frames as f
+from frys.shared.protocol.errors import DecodeError, ErrorCode
+
+SUBPROTOCOL_MSGPACK: Final = "frys.v1.msgpack"
+SUBPROTOCOL_JSON: Final = "frys.v1.json"
+BYTES_KEY: Final = "$bytes"
+"""In ``frys.v1.json``, a binary value inside ``data`` is the object ``{"$bytes": base64}``."""
+
+_ATTR = {"from": "from_"}
+"""Wire field names that are Python keywords map to attribute names."""
+
+
+# --- field validation ----------------------------------------------------------------------
+
+
+def _uint(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= f.MAX_ID:
+        raise ValueError("must be an unsigned integer below 2**53")
+    return value
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise ValueError("must be a string")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise ValueError("must be a boolean")
+    return value
+
+
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    if type(value) is not list or not all(type(v) is str for v in value):
+        raise ValueError("must be a list of strings")
+    return tuple(value)
+
+
+def _limits(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        type(k) is str and type(v) is int for k, v in value.items()
+    ):
+        raise ValueError("must map strings to integers")
+    return dict(value)
+
+
+def _members(value: Any) -> tuple[dict[str, Any], ...]:
+    if type(value) is not list or not all(isinstance(m, dict) for m in value):
+        raise ValueError("must be a list of objects")
+    return tuple(value)
+
+
+def _position(value: Any) -> f.Position:
+    if not isinstance(value, dict):
+        raise ValueError("must be an object {seq, epoch}")
+    return f.Position(seq=_uint(value.get("seq")), epoch=_str(value.get("epoch")))
+
+
+def _trace(value: Any) -> f.TraceContext:
+    if not isinstance(value, dict):
+        raise ValueError("must be an object {traceparent, tracestate?}")
+    state = value.get("tracestate")
+    return f.TraceContext(
+        traceparent=_str(value.get("traceparent")),
+        tracestate=None if state is None else _str(state),
+    )
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "id": _uint,
+    "ch": _str,
+    "token": _str,
+    "name": _str,
+    "codecs": _str_tuple,
+    "resume": _str,
+    "caps": _str_tuple,
+    "tc": _trace,
+    "since": _position,
+    "data": _any,
+    "mid": _str,
+    "cid": _str,
+    "timeout_ms": _uint,
+    "sid": _str,
+    "gw": _str,
+    "limits": _limits,
+    "exp": _uint,
+    "seq": _uint,
+    "epoch": _str,
+    "recovered": _bool,
+    "dup": _bool,
+    "members": _members,
+    "from": _str,
+    "code": _uint,
+    "reason": _str,
+    "ref": _uint,
+    "url": _str,
+    "delay_ms": _uint,
+}
+
+
+def _required(cls: type[f.Frame]) -> frozenset[str]:
+    names = set()
+    for fld in dataclasses.fields(cls):
+        if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+            names.add("from" if fld.name == "from_" else fld.name)
+    return frozenset(names)
+
+
+_REQUIRED: dict[type[f.Frame], frozenset[str]] = {cls: _required(cls) for cls in f.ALL_OPS.values()}
+
+
+# --- frame ↔ plain object ------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, f.Position):
+        return {"seq": value.seq, "epoch": value.epoch}
+    if isinstance(value, f.TraceContext):
+        out = {"traceparent": value.traceparent}
+        if value.tracestate is not None:
+            out["tracestate"] = value.tracestate
+        return out
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def to_object(frame: f.Frame) -> dict[str, Any]:
+    """The frame as a plain map in canonical key order (``op`` first)."""
+    required = _REQUIRED[type(frame)]
+    out: dict[str, Any] = {"op": frame.OP}
+    for name in frame.FIELDS:
+        value = getattr(frame, _ATTR.get(name, name))
+        if name not in required and (value is None or value == ()):
+            continue
+        out[name] = _plain(value)
+    return out
+
+
+def from_object(obj: Any, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS) -> f.Frame:
+    """Validate a decoded map and build its frame; raises :class:`DecodeError`."""
+    if not isinstance(obj, dict):
+        raise DecodeError("frame must be a map")
+    ref = obj.get("id")
+    ref = ref if type(ref) is int and 0 <= ref <= f.MAX_ID else None
+    op = obj.get("op")
+    if type(op) is not str:
+        raise DecodeError("frame has no op string", ref=ref)
+    cls = ops.get(op)
+    if cls is None:
+        raise DecodeError(f"unknown op {op[:32]!r}", ErrorCode.UNKNOWN_OP, ref=ref)
+    kwargs: dict[str, Any] = {}
+    for name in cls.FIELDS:
+        if name not in obj:
+            continue
+        value = obj[name]
+        if value is None and name not in _REQUIRED[cls]:
+            continue
+        try:
+            kwargs[_ATTR.get(name, name)] = _VALIDATORS[name](value)
+        except ValueError as exc:
+            raise DecodeError(f"{op}.{name} {exc}", ref=ref) from None
+    missing = _REQUIRED[cls] - obj.keys()
+    if missing:
+        raise DecodeError(f"{op} is missing {', '.join(sorted(missing))}", ref=ref)
+    return cls(**kwargs)
+
+
+# --- msgpack -------------------------------------------------------------------------------
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def _unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+
+
+def pack_data(value: Any) -> bytes:
+    """Encode application data as msgpack (the payload format on NATS)."""
+    if isinstance(value, f.Raw):
+        return value.packed
+    return _packb(value)
+
+
+def unpack_data(packed: bytes) -> Any:
+    """Decode application data from msgpack; raises :class:`DecodeError`."""
+    try:
+        return _unpackb(packed)
+    except Exception as exc:
+        raise DecodeError(f"data is not valid msgpack: {type(exc).__name__}") from None
+
+
+def encode_msgpack(frame: f.Frame) -> bytes:
+    obj = to_object(frame)
+    data = obj.get("data")
+    if not isinstance(data, f.Raw):
+        return _packb(obj)
+    # Splice pre-encoded data: "data" is always the last field, and frames have fewer than
+    # 15 fields, so the map header is one fixmap byte that grows by one.
+    del obj["data"]
+    head = _packb(obj)
+    return bytes((head[0] + 1,)) + head[1:] + _DATA_KEY + data.packed
+
+
+_DATA_KEY: Final = _packb("data")
+
+
+def decode_msgpack(data: bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS) -> f.Frame:
+    try:
+        obj = _unpackb(data)
+    except Exception as exc:
+        raise DecodeError(f"not valid msgpack: {type(exc).__name__}") from None
+    return from_object(obj, ops)
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, f.Raw):
+        return unpack_data(value.packed)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {BYTES_KEY: base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, msgpack.ExtType):
+        return {BYTES_KEY: base64.b64encode(value.data).decode("ascii"), "$ext": value.code}
+    if isinstance(value, msgpack.Timestamp):
+        return value.to_unix()
+    raise TypeError(f"{type(value).__name__} is not representable in JSON")
+
+
+def _json_safe(value: Any) -> Any:
+    """Slow path for values JSON cannot carry: non-finite floats and non-string keys."""
+    if isinstance(value, f.Raw):
+        return _json_safe(unpack_data(value.packed))
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {
+            (k if isinstance(k, str) else json.dumps(_json_safe(k), default=_json_default)): (
+                _json_safe(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _json_object_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and BYTES_KEY in obj and isinstance(obj[BYTES_KEY], str):
+        try:
+            return base64.b64decode(obj[BYTES_KEY], validate=True)
+        except binascii.Error:
+            raise ValueError("invalid base64 in $bytes") from None
+    return obj
+
+
+def dumps_json(obj: Any) -> str:
+    try:
+        return json.dumps(
+            obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+        )
+    except (ValueError, TypeError):
+        return json.dumps(
+            _json_safe(obj), separators=(",", ":"), ensure_ascii=False, default=_json_default
+        )
+
+
+def encode_json(frame: f.Frame) -> str:
+    return dumps_json(to_object(frame))
+
+
+def decode_json(
+    data: str | bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS
+) -> f.Frame:
+    try:
+        obj = json.loads(data, object_hook=_json_object_hook)
+    except Exception as exc:
+        raise DecodeError(f"not valid JSON: {type(exc).__name__}") from None
+    return from_object(obj, ops)
+
+
+# --- one object per subprotocol ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WireCodec:
+    """The codec a session speaks, chosen by WebSocket subprotocol."""
+
+    subprotocol: str
+    binary: bool
+    encode: Callable[[f.Frame], bytes | str]
+    decode: Callable[[str | bytes], f.Frame]
+
+
+def _decode_msgpack_any(data: str | bytes) -> f.Frame:
+    if isinstance(data, str):
+        raise DecodeError("frys.v1.msgpack expects binary frames")
+    return decode_msgpack(data)
+
+
+def _decode_json_any(data: str | bytes) -> f.Frame:
+    if not isinstance(data, str):
+        raise DecodeError("frys.v1.json expects text frames")
+    return decode_json(data)
+
+
+MSGPACK = WireCodec(SUBPROTOCOL_MSGPACK, True, encode_msgpack, _decode_msgpack_any)
+JSON = WireCodec(SUBPROTOCOL_JSON, False, encode_json, _decode_json_any)
+CODECS: dict[str, WireCodec] = {c.subprotocol: c for c in (MSGPACK, JSON)}
+DEFAULT_CODEC = MSGPACK

@@ -1,0 +1,97 @@
+"""Every NATS subject Frys uses, spelled in this one module.
+
+Client channels map one to one onto subjects under a configurable prefix (default
+``frys``); internal subjects (heartbeats, interaction samples, router orders) live under
+``{prefix}._sys``. The ``_`` can never start a channel id segment position here because
+``_sys`` sits where the channel kind (``wf``/``agent``) goes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel
+from frys.shared.protocol.errors import ChannelError
+
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+DEFAULT_PREFIX = "frys"
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Subject names under one prefix (one Frys installation per prefix)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.fullmatch(self.prefix):
+            raise ValueError(f"invalid subject prefix {self.prefix!r}")
+
+    # --- client channels -------------------------------------------------------------
+    def channel(self, channel: Channel) -> str:
+        """The subject a channel's messages travel on."""
+        if channel.kind is ChannelKind.AGENT:
+            return f"{self.prefix}.agent.{channel.id}"
+        return f"{self.prefix}.wf.{channel.id}.{channel.kind.value}"
+
+    def to_channel(self, subject: str) -> Channel:
+        """Inverse of :meth:`channel`; raises :class:`ChannelError` for foreign subjects."""
+        head = self.prefix + "."
+        if not subject.startswith(head):
+            raise ChannelError(f"subject {subject!r} is outside prefix {self.prefix!r}")
+        parts = subject[len(head) :].split(".")
+        if len(parts) == 3 and parts[0] == "wf":
+            return parse_channel(f"wf:{parts[1]}:{parts[2]}")
+        if len(parts) == 2 and parts[0] == "agent":
+            return parse_channel(f"agent:{parts[1]}")
+        raise ChannelError(f"subject {subject!r} is not a channel subject")
+
+    def workflow_wildcard(self, kind: ChannelKind) -> str:
+        """All workflows' subjects of one kind (used for stream definitions)."""
+        return f"{self.prefix}.wf.*.{kind.value}"
+
+    # --- internal subjects -----------------------------------------------------------
+    @property
+    def sys(self) -> str:
+        return f"{self.prefix}._sys"
+
+    @property
+    def heartbeat(self) -> str:
+        """Gateways announce themselves here (router and peers listen)."""
+        return f"{self.sys}.gw.heartbeat"
+
+    @property
+    def interactions(self) -> str:
+        """Gateways publish aggregated interaction samples here."""
+        return f"{self.sys}.gw.interactions"
+
+    def gateway_orders(self, gateway_id: str) -> str:
+        """The router sends orders (migrations) to one gateway here."""
+        return f"{self.sys}.gw.{gateway_id}.orders"
+
+    @property
+    def events_stream(self) -> str:
+        """JetStream stream holding every workflow's events."""
+        return f"{self.prefix.replace('.', '_').upper()}_EVENTS"
+
+    @property
+    def state_stream(self) -> str:
+        """JetStream stream holding the last state value per workflow."""
+        return f"{self.prefix.replace('.', '_').upper()}_STATE"
+
+    @property
+    def control_bucket(self) -> str:
+        """KV bucket holding control command outcomes by command id."""
+        return f"{self.prefix.replace('.', '_')}_control"
+
+    @property
+    def placement_bucket(self) -> str:
+        """KV bucket holding the router's placement table."""
+        return f"{self.prefix.replace('.', '_')}_placement"
+
+    @property
+    def presence_bucket(self) -> str:
+        """KV bucket holding presence entries (per-key TTL)."""
+        return f"{self.prefix.replace('.', '_')}_presence"
