@@ -1,0 +1,258 @@
+"""Stateful decoder of one tensor stream, and the replica a relay keeps of it.
+
+The decoder holds the wire lanes of the last frame applied and its sequence. Every check
+(limits, CRC, sizes, sequence) runs before the state is touched, so a frame that raises
+leaves the decoder exactly as it was and the stream goes on after a resync.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from frys.shared.tensor.codecs import (
+    compressor,
+    decode_dense,
+    decode_sparse,
+    decompressor,
+    encode_dense,
+)
+from frys.shared.tensor.dtypes import BY_CODE
+from frys.shared.tensor.errors import TensorFrameError, TensorGapError, TensorLimitError
+from frys.shared.tensor.frame import (
+    MAX_STREAM_ID,
+    ChunkHeader,
+    Codec,
+    DeltaHeader,
+    KeyframeHeader,
+    check_crc,
+    pack_keyframe,
+    read_header,
+)
+from frys.shared.tensor.limits import DEFAULT_LIMITS, TensorLimits
+from frys.shared.tensor.precision import (
+    MAX_EXPONENT,
+    MIN_EXPONENT,
+    Precision,
+    Representation,
+    applies,
+    from_lanes,
+)
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(slots=True)
+class _State:
+    rep: Representation
+    shape: tuple[int, ...]
+    fortran: bool
+    lanes: npt.NDArray[Any]
+    sequence: int
+
+
+class TensorDecoder:
+    """Applies the frames of one tensor stream and returns its current value.
+
+    ``stream_id`` binds the decoder to one stream; when ``None`` it adopts the stream of the
+    first keyframe. Chunk frames must be reassembled first (:class:`ChunkAssembler`).
+    """
+
+    def __init__(self, stream_id: int | None = None, *, limits: TensorLimits = DEFAULT_LIMITS):
+        if stream_id is not None and not 0 <= stream_id <= MAX_STREAM_ID:
+            raise ValueError("stream_id must fit in 32 bits")
+        self._stream_id = stream_id
+        self.limits = limits
+        self._dctx = decompressor()
+        self._state: _State | None = None
+
+    @property
+    def stream_id(self) -> int | None:
+        return self._stream_id
+
+    @property
+    def sequence(self) -> int | None:
+        """Sequence of the state held, ``None`` before the first keyframe."""
+        return None if self._state is None else self._state.sequence
+
+    @property
+    def representation(self) -> Representation | None:
+        """Element type and precision of the state held: tells whether values are exact."""
+        return None if self._state is None else self._state.rep
+
+    def reset(self) -> None:
+        """Drop the state held; only a keyframe applies next."""
+        self._state = None
+
+    def feed(self, frame: Buffer) -> npt.NDArray[Any]:
+        """Apply ``frame`` and return the stream's value as a fresh, caller-owned array.
+
+        Raises :class:`TensorFrameError` for invalid bytes and :class:`TensorGapError` for a
+        delta that does not follow the state held; the state is then unchanged.
+        """
+        self.apply(frame)
+        value = self.current()
+        assert value is not None
+        return value
+
+    def current(self) -> npt.NDArray[Any] | None:
+        """The value held, as a fresh array, or ``None`` before the first keyframe."""
+        state = self._state
+        if state is None:
+            return None
+        flat = from_lanes(state.lanes, state.rep)
+        return flat.reshape(state.shape, order="F" if state.fortran else "C")
+
+    def apply(self, frame: Buffer) -> KeyframeHeader | DeltaHeader:
+        """Apply ``frame`` to the state without building an array; returns its header."""
+        view = memoryview(frame)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        if len(view) > self.limits.max_frame_bytes:
+            raise TensorLimitError(
+                f"{len(view)}-byte frame exceeds the limit of {self.limits.max_frame_bytes}"
+            )
+        header = read_header(view)
+        if isinstance(header, ChunkHeader):
+            raise TensorFrameError("chunk frame: reassemble it with a ChunkAssembler first")
+        if self._stream_id is not None and header.stream_id != self._stream_id:
+            raise TensorFrameError(
+                f"frame of stream {header.stream_id} fed to the decoder of stream {self._stream_id}"
+            )
+        if isinstance(header, KeyframeHeader):
+            state = self._keyframe(view, header)
+            self._state = state
+            self._stream_id = header.stream_id
+        else:
+            self._delta(view, header)
+        return header
+
+    def _keyframe(self, view: memoryview, header: KeyframeHeader) -> _State:
+        element = BY_CODE.get(header.dtype_code)
+        if element is None:
+            raise TensorFrameError(f"unknown dtype code {header.dtype_code}")
+        precision = header.precision
+        if precision is not Precision.EXACT and not applies(element, precision):
+            raise TensorFrameError(f"precision {precision.name} does not apply to {element.dtype}")
+        if precision is Precision.QUANTIZED:
+            if not MIN_EXPONENT <= header.exponent <= MAX_EXPONENT:
+                raise TensorFrameError(f"quantisation exponent {header.exponent} out of range")
+        elif header.exponent:
+            raise TensorFrameError("exponent set on a frame that is not quantised")
+        shape = header.shape
+        if header.fortran and len(shape) < 2:
+            raise TensorFrameError("Fortran order flag on a tensor of fewer than 2 dimensions")
+        limits = self.limits
+        if len(shape) > limits.max_ndim:
+            raise TensorLimitError(f"{len(shape)} dimensions exceed the limit of {limits.max_ndim}")
+        count = math.prod(shape)
+        if count > limits.max_elements:
+            raise TensorLimitError(f"{count} elements exceed the limit of {limits.max_elements}")
+        if count * element.itemsize > limits.max_bytes:
+            raise TensorLimitError(
+                f"{count * element.itemsize} bytes exceed the limit of {limits.max_bytes}"
+            )
+        check_crc(view, header)
+        rep = Representation(element, precision, header.exponent)
+        lanes = decode_dense(
+            header.codec,
+            view[header.payload_offset :],
+            count * rep.lanes,
+            rep.lane,
+            self._dctx,
+        )
+        return _State(rep, shape, header.fortran, lanes, header.sequence)
+
+    def _delta(self, view: memoryview, header: DeltaHeader) -> None:
+        state = self._state
+        if state is None:
+            raise TensorGapError(None, header.base)
+        check_crc(view, header)
+        if header.precision is not state.rep.precision:
+            raise TensorFrameError(
+                f"delta precision {header.precision.name} differs from the stream's "
+                f"{state.rep.precision.name}"
+            )
+        if header.base != state.sequence:
+            raise TensorGapError(state.sequence, header.base)
+        payload = view[header.payload_offset :]
+        lanes = state.lanes
+        codec = header.codec
+        if codec is Codec.UNCHANGED:
+            if len(payload):
+                raise TensorFrameError("UNCHANGED delta with a payload")
+        elif codec is Codec.RAW or codec is Codec.SHUFFLE_ZSTD:
+            xor = decode_dense(codec, payload, lanes.size, lanes.dtype, self._dctx)
+            np.bitwise_xor(lanes, xor, out=lanes)
+        else:
+            per = state.rep.lanes
+            count = lanes.size // per
+            positions, values = decode_sparse(codec, payload, count, per, lanes.dtype, self._dctx)
+            if per == 1:
+                lanes[positions] ^= values.reshape(-1)
+            else:
+                pairs = lanes.reshape(count, per)
+                pairs[positions] ^= values
+        state.sequence = header.sequence
+
+
+class TensorReplica(TensorDecoder):
+    """A decoder that can also re-encode its state: what a relay keeps per stream.
+
+    A relay applies every frame it forwards; for a late joiner or a subscriber that fell
+    behind it hands out :meth:`keyframe`, a keyframe of the current state with the current
+    sequence, so the publisher's next delta applies on top of it.
+    """
+
+    def __init__(
+        self,
+        stream_id: int | None = None,
+        *,
+        limits: TensorLimits = DEFAULT_LIMITS,
+        level: int = 1,
+    ):
+        super().__init__(stream_id, limits=limits)
+        self._cctx = compressor(level)
+        self._latest: bytes | None = None
+        self._latest_sequence: int | None = None
+
+    @property
+    def latest_keyframe(self) -> bytes | None:
+        """The last keyframe received or produced (it may be older than the state)."""
+        return self._latest
+
+    def reset(self) -> None:
+        super().reset()
+        self._latest = self._latest_sequence = None
+
+    def apply(self, frame: Buffer) -> KeyframeHeader | DeltaHeader:
+        header = super().apply(frame)
+        if isinstance(header, KeyframeHeader):
+            self._latest = bytes(frame)
+            self._latest_sequence = header.sequence
+        return header
+
+    def keyframe(self) -> bytes | None:
+        """A keyframe of the current state (``None`` before the first keyframe)."""
+        state = self._state
+        if state is None or self._stream_id is None:
+            return None
+        if self._latest is not None and self._latest_sequence == state.sequence:
+            return self._latest
+        codec, payload = encode_dense(state.lanes, self._cctx)
+        frame = pack_keyframe(
+            self._stream_id,
+            state.sequence,
+            codec,
+            state.rep.precision,
+            state.fortran,
+            state.rep.element.code,
+            state.rep.exponent,
+            state.shape,
+            payload,
+        )
+        self._latest, self._latest_sequence = frame, state.sequence
+        return frame

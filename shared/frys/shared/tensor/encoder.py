@@ -1,0 +1,217 @@
+"""Stateful encoder of one tensor stream: keyframes, XOR deltas, chunking.
+
+The encoder keeps the wire lanes of the last frame it emitted. A keyframe is sent at first
+use, when asked, and whenever the shape or dtype changes; otherwise the XOR of the new lanes
+with the previous ones travels in whichever delta form is smallest (nothing changed, sparse,
+dense, or raw). Per-stream zstd contexts and scratch buffers are reused across frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from frys.shared.tensor.chunks import MIN_CHUNK_SIZE, split_frame
+from frys.shared.tensor.codecs import compressor, encode_dense, sparse_payload
+from frys.shared.tensor.dtypes import element_type
+from frys.shared.tensor.frame import (
+    MAX_DIM,
+    MAX_STREAM_ID,
+    SEQUENCE_MODULUS,
+    Codec,
+    pack_delta,
+    pack_keyframe,
+)
+from frys.shared.tensor.limits import DEFAULT_CHUNK_SIZE, DEFAULT_LIMITS, TensorLimits
+from frys.shared.tensor.precision import (
+    Precision,
+    Representation,
+    quantum_exponent,
+    representation,
+    to_lanes,
+)
+
+SPARSE_ONLY_RATIO = 4
+"""The dense form is not tried when the raw sparse form is at most this fraction of it."""
+
+
+class _State:
+    __slots__ = ("fortran", "lanes", "mask", "rep", "sequence", "shape", "xor")
+
+    def __init__(
+        self,
+        rep: Representation,
+        shape: tuple[int, ...],
+        fortran: bool,
+        lanes: npt.NDArray[Any],
+        sequence: int,
+    ) -> None:
+        self.rep = rep
+        self.shape = shape
+        self.fortran = fortran
+        self.lanes = lanes
+        self.sequence = sequence
+        self.xor = np.empty_like(lanes)
+        self.mask = np.empty(math.prod(shape), np.bool_)
+
+
+class TensorEncoder:
+    """Encodes successive values of one tensor stream into tensor frames.
+
+    ``precision`` opts into a lossy representation (see :mod:`frys.shared.tensor.precision`);
+    ``max_abs_error`` is the bound for ``Precision.QUANTIZED``. Frames larger than
+    ``chunk_size`` are returned as chunk frames.
+    """
+
+    def __init__(
+        self,
+        stream_id: int,
+        *,
+        precision: Precision = Precision.EXACT,
+        max_abs_error: float = 0.0,
+        level: int = 1,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        limits: TensorLimits = DEFAULT_LIMITS,
+        first_sequence: int = 0,
+    ) -> None:
+        if not 0 <= stream_id <= MAX_STREAM_ID:
+            raise ValueError("stream_id must fit in 32 bits")
+        if not 0 <= first_sequence < SEQUENCE_MODULUS:
+            raise ValueError("first_sequence must fit in 32 bits")
+        precision = Precision(precision)
+        if precision is Precision.QUANTIZED:
+            quantum_exponent(max_abs_error)
+        if chunk_size < MIN_CHUNK_SIZE:
+            raise ValueError(f"chunk_size must be at least {MIN_CHUNK_SIZE}")
+        self.stream_id = stream_id
+        self.precision = precision
+        self.max_abs_error = max_abs_error
+        self.chunk_size = chunk_size
+        self.limits = limits
+        self._cctx = compressor(level)
+        self._next = first_sequence
+        self._state: _State | None = None
+
+    @property
+    def sequence(self) -> int | None:
+        """Sequence of the last frame emitted, ``None`` before the first."""
+        return None if self._state is None else self._state.sequence
+
+    @property
+    def representation(self) -> Representation | None:
+        return None if self._state is None else self._state.rep
+
+    def reset(self) -> None:
+        """Forget the previous value: the next frame is a keyframe."""
+        self._state = None
+
+    def encode(self, array: npt.ArrayLike, keyframe: bool = False) -> list[bytes]:
+        """Encode the stream's next value; returns one frame, or its chunk frames.
+
+        Raises ``TypeError`` for an unsupported dtype and ``ValueError`` for an array over the
+        limits; the encoder's state is then unchanged.
+        """
+        a = np.asarray(array)
+        element = element_type(a.dtype)
+        self._check_limits(a, element.itemsize)
+        state = self._state
+        key = (
+            keyframe or state is None or a.shape != state.shape or state.rep.element is not element
+        )
+        if key or state is None:
+            fortran = a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous
+            rep = representation(element, self.precision, self.max_abs_error)
+        else:
+            fortran, rep = state.fortran, state.rep
+        if a.dtype != element.dtype:
+            a = a.astype(element.dtype)
+        lanes = to_lanes(np.ascontiguousarray(a.reshape(-1, order="F" if fortran else "C")), rep)
+        if key or state is None:
+            frame = self._keyframe(lanes, rep, a.shape, fortran)
+        else:
+            frame = self._delta(lanes, state)
+        return split_frame(frame, self.chunk_size)
+
+    def _check_limits(self, a: npt.NDArray[Any], itemsize: int) -> None:
+        limits = self.limits
+        if a.ndim > limits.max_ndim:
+            raise ValueError(f"{a.ndim} dimensions exceed the limit of {limits.max_ndim}")
+        if any(d > MAX_DIM for d in a.shape):
+            raise ValueError(f"a dimension of {a.shape} does not fit in 32 bits")
+        if a.size > limits.max_elements:
+            raise ValueError(f"{a.size} elements exceed the limit of {limits.max_elements}")
+        if a.size * itemsize > limits.max_bytes:
+            raise ValueError(f"{a.size * itemsize} bytes exceed the limit of {limits.max_bytes}")
+
+    def _checked(self, frame: bytes) -> bytes:
+        if len(frame) > self.limits.max_frame_bytes:
+            raise ValueError(f"{len(frame)}-byte frame exceeds max_frame_bytes")
+        return frame
+
+    def _keyframe(
+        self, lanes: npt.NDArray[Any], rep: Representation, shape: tuple[int, ...], fortran: bool
+    ) -> bytes:
+        sequence = self._next
+        codec, payload = encode_dense(lanes, self._cctx)
+        frame = self._checked(
+            pack_keyframe(
+                self.stream_id,
+                sequence,
+                codec,
+                rep.precision,
+                fortran,
+                rep.element.code,
+                rep.exponent,
+                shape,
+                payload,
+            )
+        )
+        self._state = _State(rep, shape, fortran, lanes.copy(), sequence)
+        self._next = (sequence + 1) % SEQUENCE_MODULUS
+        return frame
+
+    def _delta(self, lanes: npt.NDArray[Any], state: _State) -> bytes:
+        sequence = self._next
+        codec, payload = self._delta_payload(lanes, state)
+        frame = self._checked(
+            pack_delta(
+                self.stream_id, sequence, state.sequence, codec, state.rep.precision, payload
+            )
+        )
+        np.copyto(state.lanes, lanes)
+        state.sequence = sequence
+        self._next = (sequence + 1) % SEQUENCE_MODULUS
+        return frame
+
+    def _delta_payload(self, lanes: npt.NDArray[Any], state: _State) -> tuple[Codec, bytes]:
+        xor = np.bitwise_xor(lanes, state.lanes, out=state.xor)
+        count = state.mask.size
+        per = state.rep.lanes
+        if per == 1:
+            changed = np.not_equal(xor, 0, out=state.mask)
+        else:
+            pairs = xor.reshape(count, per)
+            changed = np.not_equal(pairs[:, 0] | pairs[:, 1], 0, out=state.mask)
+        positions = np.flatnonzero(changed)
+        if positions.size == 0:
+            return Codec.UNCHANGED, b""
+        raw_size = xor.nbytes
+        element_size = state.rep.element_size
+        index_size = min(positions.size + 4, -(-count // 8))
+        sparse_size = index_size + positions.size * element_size
+        best: tuple[Codec, bytes] = (Codec.RAW, b"")
+        best_size = raw_size
+        if sparse_size < raw_size:
+            codec, body = sparse_payload(xor, positions, count, per)
+            packed: bytes = self._cctx.compress(body.data)
+            if len(packed) < best_size:
+                best, best_size = (codec, packed), len(packed)
+        if sparse_size * SPARSE_ONLY_RATIO > raw_size:
+            codec, packed = encode_dense(xor, self._cctx)
+            if codec is not Codec.RAW and len(packed) < best_size:
+                best, best_size = (codec, packed), len(packed)
+        if best[0] is Codec.RAW:
+            return Codec.RAW, xor.tobytes()
+        return best
