@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from frys.shared.protocol.errors import ChannelError
 
 MAX_ID_LEN = 128
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_ID_LEN)
+_ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LEN}}}")
 
 
 class ChannelKind(enum.Enum):

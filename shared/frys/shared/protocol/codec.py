@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgpack
-
 from frys.shared.protocol import frames as f
 from frys.shared.protocol.errors import DecodeError, ErrorCode
 
@@ -137,7 +136,7 @@ _REQUIRED: dict[type[f.Frame], frozenset[str]] = {cls: _required(cls) for cls in
 # --- frame ↔ plain object ------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
+def to_object_value(value: Any) -> Any:
     if isinstance(value, f.Position):
         return {"seq": value.seq, "epoch": value.epoch}
     if isinstance(value, f.TraceContext):
@@ -146,7 +145,7 @@ def _plain(value: Any) -> Any:
             out["tracestate"] = value.tracestate
         return out
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [to_object_value(v) for v in value]
     if isinstance(value, Mapping) and not isinstance(value, dict):
         return dict(value)
     return value
@@ -160,7 +159,7 @@ def to_object(frame: f.Frame) -> dict[str, Any]:
         value = getattr(frame, _ATTR.get(name, name))
         if name not in required and (value is None or value == ()):
             continue
-        out[name] = _plain(value)
+        out[name] = to_object_value(value)
     return out
 
 
@@ -297,9 +296,7 @@ def encode_json(frame: f.Frame) -> str:
     return dumps_json(to_object(frame))
 
 
-def decode_json(
-    data: str | bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS
-) -> f.Frame:
+def decode_json(data: str | bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS) -> f.Frame:
     try:
         obj = json.loads(data, object_hook=_json_object_hook)
     except Exception as exc:

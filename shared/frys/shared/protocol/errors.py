@@ -17,7 +17,7 @@ class ErrorCode(enum.IntEnum):
     BAD_REQUEST = 400
     UNAUTHORIZED = 401
     FORBIDDEN = 403
-    NOT_SUBSCRIBED = 404
+    NOT_FOUND = 404
     NOT_ALLOWED = 405
     UNKNOWN_OP = 406
     ALREADY_SUBSCRIBED = 409
@@ -131,7 +131,9 @@ class FrysError(Exception):
 class DecodeError(FrysError):
     """Bytes that are not a valid frame. ``code`` is the error code to answer with."""
 
-    def __init__(self, reason: str, code: ErrorCode = ErrorCode.BAD_REQUEST, ref: int | None = None):
+    def __init__(
+        self, reason: str, code: ErrorCode = ErrorCode.BAD_REQUEST, ref: int | None = None
+    ):
         super().__init__(reason)
         self.reason = reason
         self.code = code

@@ -242,7 +242,17 @@ Frame = ClientFrame | ServerFrame
 
 CLIENT_OPS: dict[str, type[ClientFrame]] = {
     c.OP: c
-    for c in (Connect, Subscribe, Unsubscribe, Publish, Request, Ping, Refresh, PresenceQuery, Outcome)
+    for c in (
+        Connect,
+        Subscribe,
+        Unsubscribe,
+        Publish,
+        Request,
+        Ping,
+        Refresh,
+        PresenceQuery,
+        Outcome,
+    )
 }
 SERVER_OPS: dict[str, type[ServerFrame]] = {
     c.OP: c for c in (Connected, Ack, Message, Reply, Pong, Error, Migrate, Unsubscribed)

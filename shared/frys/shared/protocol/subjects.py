@@ -2,8 +2,8 @@
 
 Client channels map one to one onto subjects under a configurable prefix (default
 ``frys``); internal subjects (heartbeats, interaction samples, router orders) live under
-``{prefix}._sys``. The ``_`` can never start a channel id segment position here because
-``_sys`` sits where the channel kind (``wf``/``agent``) goes.
+``{prefix}._sys`` and republished deliveries under ``{prefix}._live``: both sit where a
+channel's ``wf``/``agent`` token goes, so no channel can ever map onto them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from frys.shared.protocol.errors import ChannelError
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 DEFAULT_PREFIX = "frys"
+
+STORED_KINDS = frozenset({ChannelKind.EVENTS, ChannelKind.STATE})
+"""Kinds kept in JetStream: events (history) and state (last value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,21 @@ class Subjects:
         if len(parts) == 2 and parts[0] == "agent":
             return parse_channel(f"agent:{parts[1]}")
         raise ChannelError(f"subject {subject!r} is not a channel subject")
+
+    def live(self, channel: Channel) -> str:
+        """The subject gateways subscribe to for deliveries on ``channel``.
+
+        Stored kinds (events, state) are published to :meth:`channel` and reach subscribers
+        through the stream's republish, which adds the stored sequence to every message;
+        the other kinds are delivered on the channel subject itself.
+        """
+        if channel.kind in STORED_KINDS:
+            return f"{self.prefix}._live.wf.{channel.id}.{channel.kind.value}"
+        return self.channel(channel)
+
+    def live_template(self, kind: ChannelKind) -> str:
+        """Republish destination of a stored kind (a NATS subject mapping)."""
+        return f"{self.prefix}._live.wf.{{{{wildcard(1)}}}}.{kind.value}"
 
     def workflow_wildcard(self, kind: ChannelKind) -> str:
         """All workflows' subjects of one kind (used for stream definitions)."""

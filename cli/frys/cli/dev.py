@@ -1,0 +1,79 @@
+"""``frys-ws dev``: the whole system on this machine, for trying Frys and for development.
+
+Starts a real ``nats-server`` with JetStream in a temporary directory on a free port and a
+gateway in front of it, prints the WebSocket URL and a ready-to-use token, and stops
+everything cleanly on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+
+from frys.cli.nats_process import NatsProcess
+from frys.cli.run_gateway import _stop_on_signals, install_uvloop, serve_gateway
+from frys.gateway.auth import mint_token
+from frys.gateway.config import GatewayConfig
+from frys.gateway.node import Gateway
+
+DEV_GRANTS = {
+    "wf:*:*": ["subscribe", "publish", "control"],
+    "agent:*": ["subscribe", "publish"],
+}
+
+
+def run_dev(port: int, host: str = "127.0.0.1", engine: bool = True) -> int:
+    install_uvloop()
+    nats = NatsProcess(name="frys-dev").start()
+    try:
+        asyncio.run(_dev(nats, host, port, engine))
+    finally:
+        nats.close()
+    return 0
+
+
+async def _dev(nats: NatsProcess, host: str, port: int, engine: bool) -> None:
+    secret = secrets.token_urlsafe(32)
+    api_key = secrets.token_urlsafe(24)
+    config = GatewayConfig(
+        nats_url=nats.url,
+        host=host,
+        port=port,
+        gateway_id="dev",
+        jwt_secret=secret,
+        api_key=api_key,
+        allowed_origins=("*",),
+        drain_s=2.0,
+        reconnect_spread_ms=500,
+    ).validate()
+    token = mint_token(secret, "dev", DEV_GRANTS, ttl_s=7 * 86400)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    backend = None
+
+    async def ready(gateway: Gateway, bound_port: int) -> None:
+        nonlocal backend
+        url = f"ws://{host}:{bound_port}/ws"
+        if engine:
+            from frys.cli.demo_engine import start_demo_engine
+
+            backend = await start_demo_engine(nats.url)
+        print(
+            "Frys WebSocket dev is running (Ctrl-C stops it)\n"
+            f"  WebSocket   {url}\n"
+            f"  HTTP        http://{host}:{bound_port}/readyz  /metrics  POST /api/publish\n"
+            f"  NATS        {nats.url}  (JetStream, data in a temporary directory)\n"
+            f"  API key     {api_key}\n"
+            f"  JWT secret  {secret}\n"
+            f"  Dev token   {token}\n"
+            + ("  Engine      demo engine answers requests on wf:*:control\n" if engine else ""),
+            flush=True,
+        )
+
+    try:
+        await serve_gateway(config, stop, ready)
+    finally:
+        if backend is not None:
+            await backend.close()
+    print("Frys WebSocket dev stopped", file=sys.stderr, flush=True)

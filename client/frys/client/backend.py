@@ -1,0 +1,196 @@
+"""The backend helper: a workflow engine's side of Frys, straight over NATS.
+
+The engine publishes state and events into the same streams the gateways read, sends
+messages to agent inboxes, and serves control commands. Commands execute at most once per
+command id: before running a handler the helper claims ``{workflow}.{cid}`` in the control
+KV bucket; a retry of a claimed id waits for, and returns, the recorded outcome instead of
+running again, whichever engine replica or gateway it arrives through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.js.errors
+from frys.shared.protocol import headers as hdr
+from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel, workflow_channel
+from frys.shared.protocol.codec import pack_data, unpack_data
+from frys.shared.protocol.control import Outcome, outcome_key, parse_outcome
+from frys.shared.protocol.subjects import DEFAULT_PREFIX, Subjects
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.kv import KeyValue
+
+log = logging.getLogger("frys.client.backend")
+
+ENGINE_QUEUE = "frys-engine"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A control command as the engine's handler sees it."""
+
+    workflow: str
+    data: Any
+    cid: str
+    sender: str | None
+
+
+Handler = Callable[[Command], Awaitable[Any]]
+
+
+class Backend:
+    """Publish and serve a workflow engine's traffic over NATS."""
+
+    def __init__(self, nc: NatsClient, prefix: str = DEFAULT_PREFIX, name: str = "engine"):
+        self.nc = nc
+        self.js = nc.jetstream(timeout=5)
+        self.subjects = Subjects(prefix)
+        self.name = name
+        self._subs: list[Subscription] = []
+        self._kv: KeyValue | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.executed = 0
+        """Commands whose handler ran (retries answered from the record do not count)."""
+
+    @classmethod
+    async def connect(
+        cls, nats_url: str, *, prefix: str = DEFAULT_PREFIX, name: str = "engine"
+    ) -> Backend:
+        nc = await nats.connect(
+            servers=[u.strip() for u in nats_url.split(",")],
+            name=f"frys-backend:{name}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+        )
+        return cls(nc, prefix, name)
+
+    async def close(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- publishing ---------------------------------------------------------------------
+    def _headers(self, mid: str | None) -> dict[str, str]:
+        headers = {hdr.FROM: self.name}
+        if mid is not None:
+            headers[hdr.MSG_ID] = mid
+        return headers
+
+    async def publish(
+        self, channel: str | Channel, data: Any, *, mid: str | None = None
+    ) -> int | None:
+        """Publish to any channel; returns the stored sequence on events and state."""
+        ch = parse_channel(channel) if isinstance(channel, str) else channel
+        if ch.kind in (ChannelKind.CONTROL, ChannelKind.PRESENCE):
+            raise ValueError(f"{ch.kind.value} channels take no publish")
+        subject = self.subjects.channel(ch)
+        payload = pack_data(data)
+        if ch.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
+            ack = await self.js.publish(subject, payload, headers=self._headers(mid))
+            return int(ack.seq)
+        await self.nc.publish(subject, payload, headers=self._headers(mid))
+        return None
+
+    async def publish_event(self, workflow: str, data: Any, *, mid: str | None = None) -> int:
+        seq = await self.publish(workflow_channel(workflow, ChannelKind.EVENTS), data, mid=mid)
+        assert seq is not None
+        return seq
+
+    async def publish_state(self, workflow: str, data: Any) -> int:
+        seq = await self.publish(workflow_channel(workflow, ChannelKind.STATE), data)
+        assert seq is not None
+        return seq
+
+    async def send_to_agent(self, agent_id: str, data: Any) -> None:
+        await self.publish(f"agent:{agent_id}", data)
+
+    # --- control ------------------------------------------------------------------------
+    async def serve_control(self, handler: Handler, workflow: str = "*") -> None:
+        """Serve control commands of one workflow, or of all (``*``), in the engine queue
+        group so several engine replicas share the load."""
+        if workflow != "*":
+            workflow_channel(workflow, ChannelKind.CONTROL)  # validates the id
+        self._kv = await self.js.key_value(self.subjects.control_bucket)
+        subject = f"{self.subjects.prefix}.wf.{workflow}.control"
+
+        async def on_request(msg: Msg) -> None:
+            task = asyncio.get_running_loop().create_task(self._execute(handler, msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._subs.append(await self.nc.subscribe(subject, queue=ENGINE_QUEUE, cb=on_request))
+
+    async def _execute(self, handler: Handler, msg: Msg) -> None:
+        headers = msg.headers or {}
+        try:
+            channel = self.subjects.to_channel(msg.subject)
+        except Exception:
+            return
+        assert channel.workflow is not None
+        cid = headers.get(hdr.CID, "")
+        command = Command(channel.workflow, unpack_data(msg.data), cid, headers.get(hdr.FROM))
+        key = outcome_key(channel.workflow, cid) if cid else None
+        kv = self._kv
+        if key is None or kv is None:
+            await self._reply(msg, await self._run(handler, command))
+            return
+        now_ms = int(time.time() * 1000)
+        try:
+            await kv.create(key, Outcome(pending=True, at_ms=now_ms).encode())
+        except nats.js.errors.KeyWrongLastSequenceError:
+            recorded = await self._await_outcome(kv, key)
+            if recorded is not None:
+                await self._reply_packed(msg, recorded.packed_reply)
+            return
+        packed = pack_data(await self._run(handler, command))
+        await kv.put(key, Outcome(pending=False, packed_reply=packed, at_ms=now_ms).encode())
+        await self._reply_packed(msg, packed)
+
+    async def _run(self, handler: Handler, command: Command) -> Any:
+        self.executed += 1
+        try:
+            return await handler(command)
+        except Exception as exc:
+            log.exception("control handler failed for %s", command.cid)
+            return {"error": type(exc).__name__, "message": str(exc)}
+
+    async def _await_outcome(
+        self, kv: KeyValue, key: str, timeout_s: float = 60.0
+    ) -> Outcome | None:
+        deadline = time.monotonic() + timeout_s
+        delay = 0.005
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                entry = await kv.get(key)
+                outcome = parse_outcome(entry.value or b"")
+                if outcome is not None and not outcome.pending:
+                    return outcome
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        return None
+
+    async def _reply(self, msg: Msg, data: Any) -> None:
+        await self._reply_packed(msg, pack_data(data))
+
+    async def _reply_packed(self, msg: Msg, packed: bytes) -> None:
+        if msg.reply:
+            await self.nc.publish(msg.reply, packed)

@@ -1,0 +1,249 @@
+"""JWT verification and the identity a session acts as.
+
+Keys are fixed by configuration, and each key allows exactly the algorithms of its type:
+an HMAC secret only HS256, an RSA key only RS256, an EC key only ES256. ``none`` is never
+accepted, and a public key can never be used as an HMAC secret (HS/RS confusion), because
+the algorithm list is chosen from the key, never from the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from frys.gateway.config import GatewayConfig
+from frys.shared.protocol.errors import ChannelError, FrysError
+from frys.shared.protocol.grants import Grants
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+CLAIM = "frys"
+"""Namespaced claim holding ``kind`` and ``grants``."""
+
+KINDS = frozenset({"user", "agent", "service"})
+
+
+class AuthError(FrysError):
+    """A token was refused; ``reason`` says why (safe to show to the client)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a session is and what it may do, from a verified token."""
+
+    sub: str
+    kind: str
+    grants: Grants
+    exp: int | None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    key: Any
+    algorithms: tuple[str, ...]
+
+
+def _load_public_key(pem: bytes) -> _Key:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    key = load_pem_public_key(pem)
+    if isinstance(key, rsa.RSAPublicKey):
+        return _Key(key, ("RS256",))
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return _Key(key, ("ES256",))
+    raise ValueError("public key must be RSA or EC P-256")
+
+
+def _load_jwks(text: str) -> dict[str, _Key]:
+    keys: dict[str, _Key] = {}
+    for jwk in json.loads(text).get("keys", []):
+        kid = jwk.get("kid")
+        if not kid:
+            raise ValueError("every JWKS key needs a kid")
+        kty = jwk.get("kty")
+        if kty == "RSA":
+            keys[kid] = _Key(RSAAlgorithm.from_jwk(jwk), ("RS256",))
+        elif kty == "EC":
+            keys[kid] = _Key(ECAlgorithm.from_jwk(jwk), ("ES256",))
+        elif kty == "oct":
+            secret = base64.urlsafe_b64decode(jwk["k"] + "=" * (-len(jwk["k"]) % 4))
+            keys[kid] = _Key(secret, ("HS256",))
+        else:
+            raise ValueError(f"unsupported key type {kty!r}")
+    return keys
+
+
+class TokenVerifier:
+    """Verifies tokens against the configured keys and builds the session's identity."""
+
+    def __init__(self, config: GatewayConfig):
+        self._issuer = config.jwt_issuer or None
+        self._audience = config.jwt_audience or None
+        self._leeway = config.jwt_leeway_s
+        self._by_kid: dict[str, _Key] = {}
+        self._default: _Key | None = None
+        if config.jwt_jwks_file:
+            self._by_kid.update(_load_jwks(Path(config.jwt_jwks_file).read_text()))
+        if config.jwt_public_key_file:
+            key = _load_public_key(Path(config.jwt_public_key_file).read_bytes())
+            self._register(config.jwt_key_id, key)
+        if config.jwt_secret:
+            self._register(config.jwt_key_id, _Key(config.jwt_secret.encode(), ("HS256",)))
+
+    def _register(self, kid: str, key: _Key) -> None:
+        if kid:
+            self._by_kid[kid] = key
+        else:
+            self._default = key
+
+    def _key_for(self, token: str) -> _Key:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthError("malformed token") from None
+        kid = header.get("kid")
+        if kid is not None:
+            found = self._by_kid.get(str(kid))
+            if found is None:
+                raise AuthError("unknown key id")
+            return found
+        if self._default is None:
+            raise AuthError("token has no key id")
+        return self._default
+
+    def verify(self, token: str) -> Identity:
+        if not token:
+            raise AuthError("token required")
+        key = self._key_for(token)
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(key.algorithms),
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=self._leeway,
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": self._audience is not None,
+                    "verify_iss": self._issuer is not None,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except jwt.InvalidAlgorithmError:
+            raise AuthError("algorithm not allowed for this key") from None
+        except jwt.InvalidIssuerError:
+            raise AuthError("wrong issuer") from None
+        except jwt.InvalidAudienceError:
+            raise AuthError("wrong audience") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(f"missing claim {exc.claim}") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError("token not yet valid") from None
+        except jwt.InvalidSignatureError:
+            raise AuthError("bad signature") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid token: {type(exc).__name__}") from None
+        return identity_from_claims(claims)
+
+
+def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise AuthError("sub must be a non-empty string")
+    frys = claims.get(CLAIM) or {}
+    if not isinstance(frys, Mapping):
+        raise AuthError(f"{CLAIM} claim must be an object")
+    kind = frys.get("kind", "user")
+    if kind not in KINDS:
+        raise AuthError(f"{CLAIM}.kind must be one of {', '.join(sorted(KINDS))}")
+    try:
+        grants = Grants.from_claim(frys.get("grants"))
+    except ChannelError as exc:
+        raise AuthError(str(exc)) from None
+    exp = claims.get("exp")
+    return Identity(
+        sub=sub,
+        kind=str(kind),
+        grants=grants,
+        exp=int(exp) if isinstance(exp, int | float) else None,
+        claims=dict(claims),
+    )
+
+
+def mint_token(
+    secret: str,
+    sub: str,
+    grants: Mapping[str, list[str]],
+    *,
+    ttl_s: float = 3600.0,
+    kind: str = "user",
+    issuer: str = "",
+    audience: str = "",
+    key_id: str = "",
+    now: float | None = None,
+) -> str:
+    """An HS256 token for ``sub`` with ``grants`` ({pattern: [right, ...]})."""
+    issued = int(time.time() if now is None else now)
+    payload: dict[str, Any] = {
+        "sub": sub,
+        "iat": issued,
+        "exp": issued + int(ttl_s),
+        CLAIM: {"kind": kind, "grants": {k: list(v) for k, v in grants.items()}},
+    }
+    if issuer:
+        payload["iss"] = issuer
+    if audience:
+        payload["aud"] = audience
+    headers = {"kid": key_id} if key_id else None
+    return jwt.encode(payload, secret, algorithm="HS256", headers=headers)
+
+
+# --- resume tokens -------------------------------------------------------------------------
+
+
+class ResumeTokens:
+    """Signed, stateless resume tokens: any gateway sharing the secret can check them.
+
+    A resume token lets a reconnecting client keep its session id (so presence does not
+    flap) for a bounded time; it grants nothing by itself, the client still authenticates.
+    """
+
+    def __init__(self, secret: bytes, ttl_s: float = 300.0):
+        self._secret = secret
+        self._ttl_s = ttl_s
+
+    def issue(self, sid: str, sub: str, now: float | None = None) -> str:
+        exp = int((time.time() if now is None else now) + self._ttl_s)
+        body = f"{sid}.{exp}"
+        return f"{body}.{self._sign(body, sub)}"
+
+    def check(self, token: str, sub: str, now: float | None = None) -> str | None:
+        """The session id if ``token`` is valid for ``sub`` and not expired, else ``None``."""
+        parts = token.split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return None
+        sid, exp, mac = parts
+        if not hmac.compare_digest(mac, self._sign(f"{sid}.{exp}", sub)):
+            return None
+        if int(exp) < (time.time() if now is None else now):
+            return None
+        return sid
+
+    def _sign(self, body: str, sub: str) -> str:
+        digest = hmac.new(self._secret, f"{body}|{sub}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode().rstrip("=")

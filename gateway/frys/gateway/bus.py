@@ -1,0 +1,294 @@
+"""The gateway's one NATS connection: core pub/sub, JetStream streams, KV buckets.
+
+Everything that must survive a gateway lives behind this module in NATS: events and state in
+JetStream streams that republish each stored message (with its sequence) to a live subject
+the gateways subscribe to, control outcomes and presence in KV buckets. Subjects come from
+:class:`~frys.shared.protocol.subjects.Subjects`; this module never spells one itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from frys.gateway.config import GatewayConfig
+from frys.shared.protocol.channels import ChannelKind
+from frys.shared.protocol.subjects import Subjects
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RePublish,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+
+log = logging.getLogger("frys.gateway.bus")
+
+MsgHandler = Callable[[Msg], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMsg:
+    """A message read back from a stream."""
+
+    seq: int
+    data: bytes
+    headers: dict[str, str]
+
+
+class BusUnavailable(Exception):
+    """NATS cannot be reached right now."""
+
+
+class Bus:
+    """Owns the NATS connection and the JetStream resources Frys needs."""
+
+    def __init__(self, config: GatewayConfig):
+        self.config = config
+        self.subjects: Subjects = config.subjects
+        self.nc: NatsClient = NatsClient()
+        self._js: JetStreamContext | None = None
+        self.kv_control: KeyValue | None = None
+        self.kv_presence: KeyValue | None = None
+        self.kv_placement: KeyValue | None = None
+        self.epochs: dict[ChannelKind, str] = {}
+        self.reconnects = 0
+        self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self._connected = asyncio.Event()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def connect(self, retry_s: float = 0.5) -> None:
+        """Connect, retrying until NATS answers (the gateway serves /healthz meanwhile)."""
+        while True:
+            try:
+                await self.nc.connect(
+                    servers=[u.strip() for u in self.config.nats_url.split(",")],
+                    name=f"frys-gateway:{self.config.gateway_id}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,  # type: ignore[arg-type]
+                    connect_timeout=2,
+                    ping_interval=5,
+                    max_outstanding_pings=3,
+                    pending_size=64 * 1024 * 1024,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    error_cb=self._on_error,
+                )
+                break
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
+                log.warning("NATS not reachable at %s (%s); retrying", self.config.nats_url, exc)
+                await asyncio.sleep(retry_s)
+        self._js = self.nc.jetstream(timeout=5)
+        await self._ensure_resources()
+        self._connected.set()
+
+    async def _ensure_resources(self) -> None:
+        """Create or update the streams and buckets (idempotent across gateways)."""
+        cfg = self.config
+        s = self.subjects
+        events = StreamConfig(
+            name=s.events_stream,
+            subjects=[s.workflow_wildcard(ChannelKind.EVENTS)],
+            storage=StorageType.FILE,
+            max_age=cfg.events_max_age_s,
+            max_bytes=cfg.events_max_bytes,
+            duplicate_window=cfg.events_duplicate_window_s,
+            num_replicas=cfg.stream_replicas,
+            allow_direct=True,
+            discard=DiscardPolicy.OLD,
+            republish=RePublish(
+                src=s.workflow_wildcard(ChannelKind.EVENTS),
+                dest=s.live_template(ChannelKind.EVENTS),
+            ),
+        )
+        state = StreamConfig(
+            name=s.state_stream,
+            subjects=[s.workflow_wildcard(ChannelKind.STATE)],
+            storage=StorageType.FILE,
+            max_msgs_per_subject=1,
+            num_replicas=cfg.stream_replicas,
+            allow_direct=True,
+            discard=DiscardPolicy.OLD,
+            republish=RePublish(
+                src=s.workflow_wildcard(ChannelKind.STATE),
+                dest=s.live_template(ChannelKind.STATE),
+            ),
+        )
+        for kind, conf in ((ChannelKind.EVENTS, events), (ChannelKind.STATE, state)):
+            info = await self._add_or_update_stream(conf)
+            self.epochs[kind] = _epoch_of(info.created)
+        self.kv_control = await self._bucket(s.control_bucket, cfg.control_outcome_ttl_s)
+        self.kv_presence = await self._bucket(s.presence_bucket, cfg.presence_ttl_s)
+        self.kv_placement = await self._bucket(s.placement_bucket, None)
+
+    async def _add_or_update_stream(self, conf: StreamConfig) -> Any:
+        js = self.js
+        assert conf.name is not None
+        try:
+            await js.stream_info(conf.name)
+        except nats.js.errors.NotFoundError:
+            try:
+                return await js.add_stream(conf)
+            except nats.js.errors.BadRequestError:
+                pass  # another gateway created it first
+        try:
+            return await js.update_stream(conf)
+        except nats.js.errors.BadRequestError as exc:
+            log.warning("stream %s kept its existing configuration: %s", conf.name, exc)
+            return await js.stream_info(conf.name)
+
+    async def _bucket(self, name: str, ttl_s: float | None) -> KeyValue:
+        js = self.js
+        try:
+            return await js.key_value(name)
+        except nats.js.errors.BucketNotFoundError:
+            pass
+        with contextlib.suppress(nats.js.errors.BadRequestError):
+            await js.create_key_value(
+                KeyValueConfig(
+                    bucket=name,
+                    history=1,
+                    ttl=ttl_s,
+                    storage=StorageType.FILE,
+                    replicas=self.config.stream_replicas,
+                )
+            )
+        return await js.key_value(name)
+
+    async def close(self) -> None:
+        if self.nc.is_connected or self.nc.is_reconnecting:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise BusUnavailable("not connected to NATS")
+        return self._js
+
+    @property
+    def ready(self) -> bool:
+        return self._connected.is_set() and self.nc.is_connected
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def _on_disconnected(self) -> None:
+        log.warning("disconnected from NATS")
+
+    async def _on_reconnected(self) -> None:
+        self.reconnects += 1
+        log.info("reconnected to NATS at %s", self.nc.connected_url)
+        for hook in list(self.on_reconnect):
+            try:
+                await hook()
+            except Exception:
+                log.exception("reconnect hook failed")
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("NATS error: %s", exc)
+
+    # --- messaging ----------------------------------------------------------------------
+    async def subscribe(self, subject: str, handler: MsgHandler) -> Subscription:
+        return await self.nc.subscribe(
+            subject, cb=handler, pending_msgs_limit=1 << 20, pending_bytes_limit=1 << 30
+        )
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        await self.nc.publish(subject, payload, headers=headers)
+
+    async def publish_stored(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[Any]:
+        """Publish into a stream; the future resolves to the PubAck (seq, duplicate)."""
+        return await self.js.publish_async(subject, payload, headers=headers, wait_stall=5)
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        timeout_s: float,
+        headers: dict[str, str] | None = None,
+    ) -> Msg:
+        return await self.nc.request(subject, payload, timeout=timeout_s, headers=headers)
+
+    async def last_stored(self, stream: str, subject: str) -> StoredMsg | None:
+        """The newest stored message on ``subject`` (the state snapshot), if any."""
+        try:
+            raw = await self.js.get_last_msg(stream, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        return StoredMsg(seq=int(raw.seq or 0), data=raw.data or b"", headers=raw.headers or {})
+
+    async def stored_after(
+        self, stream: str, subject: str, after_seq: int, batch: int = 256, timeout_s: float = 5.0
+    ) -> list[StoredMsg]:
+        """Every stored message on ``subject`` with a sequence above ``after_seq``, in order.
+
+        Uses batched direct gets (no consumer is created), looping until nothing is pending.
+        """
+        out: list[StoredMsg] = []
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        inbox = self.nc.new_inbox()
+
+        async def collect(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        sub = await self.nc.subscribe(inbox, cb=collect)
+        try:
+            start = after_seq + 1
+            while True:
+                request = {"seq": start, "next_by_subj": subject, "batch": batch}
+                await self.nc.publish(
+                    f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox
+                )
+                pending = 0
+                while True:
+                    msg = await asyncio.wait_for(queue.get(), timeout_s)
+                    headers = msg.headers or {}
+                    status = headers.get("Status")
+                    if status == "404":
+                        return out
+                    if status is not None:
+                        pending = int(headers.get("Nats-Num-Pending", "0"))
+                        break
+                    seq = int(headers["Nats-Sequence"])
+                    out.append(StoredMsg(seq=seq, data=msg.data, headers=headers))
+                    start = seq + 1
+                if pending == 0:
+                    return out
+        finally:
+            await sub.unsubscribe()
+
+    async def stream_bounds(self, stream: str) -> tuple[int, int, str]:
+        """First and last sequence of ``stream`` and its epoch."""
+        info = await self.js.stream_info(stream)
+        assert info.state is not None
+        return int(info.state.first_seq), int(info.state.last_seq), _epoch_of(info.created)
+
+
+def _epoch_of(created: Any) -> str:
+    """Epoch of a stream: its creation time, which changes whenever it is recreated."""
+    if created is None:
+        return "0"
+    stamp = getattr(created, "timestamp", None)
+    if callable(stamp):
+        return format(int(stamp() * 1_000_000), "x")
+    return str(created)

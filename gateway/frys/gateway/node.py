@@ -1,0 +1,127 @@
+"""The gateway's composition root: builds the parts, owns the sessions and the lifecycle.
+
+Lifecycle: ``start`` connects to NATS (retrying; ``/readyz`` stays false meanwhile),
+``drain`` stops accepting, asks every client to reconnect elsewhere with close code 1012
+and a spread-out delay, waits for in-flight acks, then ``stop`` releases everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from frys.gateway.auth import ResumeTokens, TokenVerifier
+from frys.gateway.bus import Bus
+from frys.gateway.config import GatewayConfig
+from frys.gateway.control import Control
+from frys.gateway.hub import Hub
+from frys.gateway.metrics import Metrics
+from frys.gateway.peers import Peers
+from frys.gateway.presence import Presence
+from frys.shared.protocol.channels import Channel
+from frys.shared.protocol.errors import CloseCode
+
+if TYPE_CHECKING:
+    from frys.gateway.session import Session
+
+log = logging.getLogger("frys.gateway")
+
+
+class Phase(enum.Enum):
+    STARTING = "starting"
+    SERVING = "serving"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig):
+        self.config = config
+        self.subjects = config.subjects
+        self.metrics = Metrics()
+        self.bus = Bus(config)
+        self.hub = Hub(self.bus, self.metrics)
+        self.verifier = TokenVerifier(config)
+        secret = (config.resume_secret or config.jwt_secret or secrets.token_hex(16)).encode()
+        self.resume_tokens = ResumeTokens(secret)
+        self.control = Control(config, self.bus)
+        self.presence = Presence(config, self.bus, self.hub)
+        self.hub.presence_members = self.presence.members
+        self.peers = Peers(self)
+        self.peers.on_lost.append(self._gateway_lost)
+        self.sessions: set[Session] = set()
+        self.phase = Phase.STARTING
+        self.pending_acks = 0
+        self.started_at = time.monotonic()
+        self.started = asyncio.Event()
+        self.interaction_hooks: list[object] = []
+
+    @property
+    def draining(self) -> bool:
+        return self.phase in (Phase.DRAINING, Phase.STOPPED)
+
+    @property
+    def accepting(self) -> bool:
+        return self.phase is Phase.SERVING
+
+    @property
+    def ready(self) -> bool:
+        return self.phase is Phase.SERVING and self.bus.ready
+
+    async def start(self) -> None:
+        await self.bus.connect()
+        self.presence.start()
+        await self.peers.start()
+        self.phase = Phase.SERVING
+        self.started.set()
+        log.info("gateway %s serving at %s", self.config.gateway_id, self.config.advertised_url)
+
+    # --- session registry ----------------------------------------------------------------
+    def on_open(self, session: Session) -> None:
+        self.sessions.add(session)
+        self.metrics.connections = len(self.sessions)
+        self.metrics.connections_total += 1
+
+    def on_connected(self, session: Session) -> None:
+        pass
+
+    def on_publish(self, session: Session, channel: Channel) -> None:
+        pass
+
+    def on_closed(self, session: Session) -> None:
+        self.sessions.discard(session)
+        self.metrics.connections = len(self.sessions)
+
+    def _gateway_lost(self, gateway_id: str) -> None:
+        self.presence.gateway_lost(gateway_id, list(self.hub.fanouts.values()))
+
+    # --- shutdown ------------------------------------------------------------------------
+    async def drain(self) -> None:
+        """Stop accepting, send clients elsewhere (1012, spread), finish in-flight acks."""
+        if self.phase is not Phase.SERVING and self.phase is not Phase.STARTING:
+            return
+        self.phase = Phase.DRAINING
+        deadline = time.monotonic() + self.config.drain_s
+        spread = self.config.reconnect_spread_ms
+        for session in list(self.sessions):
+            delay_ms = random.randint(0, spread) if spread else 0
+            session.close_soon(CloseCode.SERVICE_RESTART, f"delay_ms={delay_ms}")
+        while (self.sessions or self.pending_acks) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if self.sessions:
+            log.warning("drain time over with %d sessions open", len(self.sessions))
+
+    async def stop(self) -> None:
+        await self.drain()
+        self.phase = Phase.STOPPED
+        await self.peers.stop()
+        await self.presence.stop()
+        await self.hub.close()
+        with contextlib.suppress(Exception):
+            await self.bus.close()

@@ -1,0 +1,113 @@
+"""Gateway heartbeats: announce this gateway and track the others.
+
+Every gateway publishes a heartbeat each ``interval_s`` (id, advertised URL, connections,
+load, draining). The router places clients from them; gateways use them to answer
+``migrate`` with a live peer's URL and to declare a silent peer dead after
+``presence_ttl_s``, which ends its members' presence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgpack
+from nats.aio.msg import Msg
+
+if TYPE_CHECKING:
+    from frys.gateway.node import Gateway
+
+log = logging.getLogger("frys.gateway.peers")
+
+
+@dataclass(slots=True)
+class PeerInfo:
+    id: str
+    url: str
+    connections: int
+    load: float
+    draining: bool
+    seen: float
+
+
+class Peers:
+    def __init__(self, gateway: Gateway, interval_s: float = 1.0):
+        self.gw = gateway
+        self.interval_s = interval_s
+        self.peers: dict[str, PeerInfo] = {}
+        self.on_lost: list[Callable[[str], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._cpu = (time.process_time(), time.monotonic())
+
+    async def start(self) -> None:
+        await self.gw.bus.subscribe(self.gw.subjects.heartbeat, self._on_heartbeat)
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _load(self) -> float:
+        """Share of one core used by this process since the last heartbeat."""
+        cpu, wall = time.process_time(), time.monotonic()
+        last_cpu, last_wall = self._cpu
+        self._cpu = (cpu, wall)
+        return round((cpu - last_cpu) / max(wall - last_wall, 1e-6), 3)
+
+    def beat(self) -> dict[str, object]:
+        gw = self.gw
+        return {
+            "id": gw.config.gateway_id,
+            "url": gw.config.advertised_url,
+            "connections": len(gw.sessions),
+            "load": self._load(),
+            "draining": gw.draining,
+            "pid": os.getpid(),
+        }
+
+    async def _loop(self) -> None:
+        ttl = self.gw.config.presence_ttl_s
+        while True:
+            if self.gw.bus.ready:
+                with contextlib.suppress(Exception):
+                    await self.gw.bus.publish(
+                        self.gw.subjects.heartbeat, msgpack.packb(self.beat(), use_bin_type=True)
+                    )
+            now = time.monotonic()
+            for peer in list(self.peers.values()):
+                if now - peer.seen > ttl:
+                    del self.peers[peer.id]
+                    log.warning("gateway %s silent for %.1f s: considered gone", peer.id, ttl)
+                    for hook in self.on_lost:
+                        hook(peer.id)
+            await asyncio.sleep(self.interval_s)
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        try:
+            beat = msgpack.unpackb(msg.data, raw=False)
+            peer = PeerInfo(
+                id=str(beat["id"]),
+                url=str(beat["url"]),
+                connections=int(beat["connections"]),
+                load=float(beat["load"]),
+                draining=bool(beat["draining"]),
+                seen=time.monotonic(),
+            )
+        except Exception:
+            return
+        if peer.id != self.gw.config.gateway_id:
+            self.peers[peer.id] = peer
+
+    def healthy(self, gateway_id: str) -> PeerInfo | None:
+        peer = self.peers.get(gateway_id)
+        if peer is None or peer.draining:
+            return None
+        return peer

@@ -1,0 +1,171 @@
+"""HTTP surface of a gateway: the WebSocket endpoint and the operational endpoints.
+
+``/ws`` checks everything that can be checked before the upgrade (draining, Origin,
+subprotocol, an ``Authorization`` header token) and answers plain HTTP errors for those, so
+a refused client never costs a WebSocket. ``/healthz``, ``/readyz``, ``/metrics`` and
+``POST /api/publish`` serve operators and backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from frys.gateway.auth import AuthError, Identity
+from frys.gateway.node import Gateway
+from frys.gateway.session import Session
+from frys.shared.protocol import headers as hdr
+from frys.shared.protocol.channels import ChannelKind, parse_channel
+from frys.shared.protocol.codec import CODECS, DEFAULT_CODEC, WireCodec, pack_data
+from frys.shared.protocol.errors import ChannelError
+
+log = logging.getLogger("frys.gateway.server")
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+
+
+def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
+    """Same-origin requests and listed origins pass; ``*`` lets every origin in."""
+    if "*" in allowed or origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    return bool(parts.netloc) and parts.netloc.lower() == host.lower()
+
+
+def choose_codec(header: str | None) -> WireCodec | None:
+    """The first subprotocol the client offers that Frys speaks; msgpack when none offered."""
+    if not header:
+        return DEFAULT_CODEC
+    for offered in (p.strip() for p in header.split(",")):
+        if offered in CODECS:
+            return CODECS[offered]
+    return None
+
+
+def _bearer(request: web.Request) -> str | None:
+    value = request.headers.get("Authorization", "")
+    if value[:7].lower() == "bearer ":
+        return value[7:].strip()
+    return None
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY_KEY]
+    cfg = gw.config
+    if not gw.accepting:
+        raise web.HTTPServiceUnavailable(
+            text="gateway starting or draining", headers={"Retry-After": "1"}
+        )
+    origin = request.headers.get("Origin")
+    if origin and not origin_allowed(origin, request.host, cfg.allowed_origins):
+        raise web.HTTPForbidden(text=f"origin {origin} not allowed")
+    offered = request.headers.get("Sec-WebSocket-Protocol")
+    codec = choose_codec(offered)
+    if codec is None:
+        raise web.HTTPBadRequest(text="unsupported subprotocol; Frys speaks " + ", ".join(CODECS))
+    header_identity: Identity | None = None
+    token = _bearer(request)
+    if token is not None:
+        try:
+            header_identity = gw.verifier.verify(token)
+        except AuthError as exc:
+            raise web.HTTPUnauthorized(text=exc.reason) from None
+    ws = web.WebSocketResponse(
+        protocols=(codec.subprotocol,) if offered else (),
+        max_msg_size=cfg.max_frame_bytes,
+        heartbeat=cfg.ping_interval_s or None,
+        compress=False,
+        timeout=2.0,
+    )
+    await ws.prepare(request)
+    session = Session(gw, ws, request, codec, header_identity)
+    gw.on_open(session)
+    await session.run()
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    body = {
+        "ready": gw.ready,
+        "nats": gw.bus.ready,
+        "draining": gw.draining,
+        "gateway": gw.config.gateway_id,
+    }
+    return web.json_response(body, status=200 if gw.ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    text = gw.metrics.render(gw.config.gateway_id, gw.bus.reconnects, gw.ready)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+async def api_publish(request: web.Request) -> web.Response:
+    """Backend publish: ``{"channel": ..., "data": ..., "mid"?: ...}`` with the API key."""
+    gw = request.app[GATEWAY_KEY]
+    key = _bearer(request) or request.headers.get("X-Api-Key", "")
+    if not key or not gw.config.api_key or not hmac.compare_digest(key, gw.config.api_key):
+        raise web.HTTPUnauthorized(text="API key required")
+    if request.content_length is not None and request.content_length > gw.config.max_frame_bytes:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=gw.config.max_frame_bytes, actual_size=request.content_length
+        )
+    try:
+        body = json.loads(await request.read())
+        channel = parse_channel(body["channel"])
+        data = body["data"]
+        mid = body.get("mid")
+        if mid is not None and not isinstance(mid, str):
+            raise ValueError("mid must be a string")
+    except ChannelError as exc:
+        raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise web.HTTPBadRequest(text=f"body must be JSON {{channel, data, mid?}}: {exc}") from None
+    if channel.kind in (ChannelKind.CONTROL, ChannelKind.PRESENCE):
+        raise web.HTTPBadRequest(text=f"{channel.kind.value} channels take no publish")
+    subject = gw.subjects.channel(channel)
+    headers = {hdr.FROM: "api"}
+    if mid:
+        headers[hdr.MSG_ID] = mid
+    payload = pack_data(data)
+    if channel.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
+        try:
+            ack = await (await gw.bus.publish_stored(subject, payload, headers))
+        except Exception as exc:
+            raise web.HTTPServiceUnavailable(text=f"not stored: {type(exc).__name__}") from None
+        return web.json_response({"ok": True, "seq": ack.seq, "dup": bool(ack.duplicate)})
+    if not gw.bus.ready:
+        raise web.HTTPServiceUnavailable(text="broker unavailable")
+    await gw.bus.publish(subject, payload, headers)
+    return web.json_response({"ok": True})
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    app = web.Application(client_max_size=gateway.config.max_frame_bytes)
+    app[GATEWAY_KEY] = gateway
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/publish", api_publish)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        # Start in the background: /healthz answers while NATS is still being reached.
+        starting = asyncio.get_running_loop().create_task(gateway.start())
+        yield
+        if not starting.done():
+            starting.cancel()
+        await gateway.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
