@@ -14,6 +14,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import zstandard
+
 from frys.shared.tensor.errors import TensorFrameError, TensorLimitError
 from frys.shared.tensor.frame import Codec
 from frys.shared.tensor.shuffle import shuffle, shuffle_into, unshuffle
@@ -50,10 +51,15 @@ def encode_dense(lanes: npt.NDArray[Any], cctx: zstandard.ZstdCompressor) -> tup
 
 def gap_code(positions: npt.NDArray[np.intp]) -> npt.NDArray[np.uint8]:
     """Gap-coded index of strictly increasing element positions."""
-    gaps = np.diff(positions, prepend=-1) - 1
-    escapes = gaps // GAP_ESCAPE
-    if not escapes.any():
+    gaps = np.empty_like(positions)
+    if positions.size == 0:
         return gaps.astype(np.uint8)
+    gaps[0] = positions[0]
+    np.subtract(positions[1:], positions[:-1], out=gaps[1:])
+    gaps[1:] -= 1
+    if gaps.max() < GAP_ESCAPE:
+        return gaps.astype(np.uint8)
+    escapes = gaps // GAP_ESCAPE
     out = np.full(positions.size + int(escapes.sum()), GAP_ESCAPE, np.uint8)
     out[np.cumsum(escapes + 1) - 1] = gaps % GAP_ESCAPE
     return out

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from frys.shared.tensor.codecs import (
     compressor,
     decode_dense,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from frys.shared.tensor.chunks import MIN_CHUNK_SIZE, split_frame
 from frys.shared.tensor.codecs import compressor, encode_dense, sparse_payload
 from frys.shared.tensor.dtypes import element_type

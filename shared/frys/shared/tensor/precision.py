@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
 from frys.shared.tensor.dtypes import ElementType
 
 MIN_EXPONENT: Final = -1100

@@ -1,0 +1,322 @@
+"""Hostile input: anything that is not a valid frame raises the documented error type, nothing
+is allocated or decompressed beyond the limits, and the decoder keeps its state."""
+
+from __future__ import annotations
+
+import struct
+import tracemalloc
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from frys.shared.tensor import (
+    ChunkHeader,
+    Codec,
+    Precision,
+    TensorDecoder,
+    TensorEncoder,
+    TensorError,
+    TensorFrameError,
+    TensorGapError,
+    TensorLimitError,
+    TensorLimits,
+    read_header,
+    split_frame,
+)
+from frys.shared.tensor.frame import Kind, crc_of, pack_delta, pack_keyframe
+
+SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+MIB = 1 << 20
+
+
+def reseal(frame: bytes) -> bytes:
+    """The frame with a correct CRC, so checks past the CRC are exercised."""
+    out = bytearray(frame)
+    if len(out) >= 20:
+        struct.pack_into("<I", out, 16, crc_of(out))
+    return bytes(out)
+
+
+def stream() -> tuple[TensorEncoder, TensorDecoder, list[bytes], list[npt.NDArray[Any]]]:
+    """A decoder part way through a stream, and the frames that got it there."""
+    rng = np.random.default_rng(7)
+    enc, dec = TensorEncoder(3), TensorDecoder(3)
+    values = [rng.standard_normal((40, 30)).astype(np.float32)]
+    frames = [enc.encode(values[0])[0]]
+    for fraction in (0.01, 0.3, 1.0):
+        nxt = values[-1].copy()
+        idx = rng.choice(nxt.size, int(nxt.size * fraction), replace=False)
+        nxt.flat[idx] += np.float32(0.5)
+        values.append(nxt)
+        frames.append(enc.encode(nxt)[0])
+    for frame in frames:
+        dec.feed(frame)
+    return enc, dec, frames, values
+
+
+def snapshot(dec: TensorDecoder) -> tuple[int | None, bytes | None]:
+    value = dec.current()
+    return dec.sequence, None if value is None else value.tobytes()
+
+
+def assert_still_usable(dec: TensorDecoder, enc: TensorEncoder, before: Any) -> None:
+    assert snapshot(dec) == before
+    value = dec.current()
+    assert value is not None
+    nxt = value.copy()
+    nxt.flat[0] += 1
+    assert dec.feed(enc.encode(nxt)[0]).tobytes() == nxt.tobytes()
+
+
+@SETTINGS
+@given(
+    st.binary(max_size=300), st.sampled_from([b"", b"\xf1", b"\xf1\x01", b"\xf1\x02", b"\xf1\x03"])
+)
+def test_arbitrary_bytes_only_raise_the_documented_error(junk: bytes, prefix: bytes) -> None:
+    enc, dec, _, _ = stream()
+    before = snapshot(dec)
+    with pytest.raises(TensorFrameError):
+        dec.feed(prefix + junk)
+    assert_still_usable(dec, enc, before)
+
+
+@st.composite
+def forged_frames(draw: st.DrawFn) -> bytes:
+    """Frames with a valid CRC and plausible headers around arbitrary or zstd payloads."""
+    body = draw(st.binary(max_size=200))
+    if draw(st.booleans()):
+        body = zstandard.ZstdCompressor(write_content_size=draw(st.booleans())).compress(body)
+    codec = draw(st.integers(0, 6))
+    flags = draw(st.sampled_from([0, 1, 2, 3, 4, 8, 0x80]))
+    if draw(st.booleans()):
+        shape = tuple(draw(st.lists(st.integers(0, 70), max_size=3)))
+        dtype_code = draw(st.integers(0, 16))
+        exponent = draw(st.sampled_from([0, -3, 2000]))
+        frame = pack_keyframe(3, 9, Codec.RAW, Precision.EXACT, False, 1, 0, shape, body)
+        head = bytearray(frame)
+        head[2], head[3], head[12] = codec, flags, dtype_code
+        struct.pack_into("<h", head, 14, exponent)
+        return reseal(bytes(head))
+    delta = bytearray(pack_delta(3, 4, 3, Codec.RAW, Precision.EXACT, body))
+    delta[2], delta[3] = codec, flags
+    return reseal(bytes(delta))
+
+
+@SETTINGS
+@given(forged_frames())
+def test_forged_frames_raise_only_tensor_errors_and_keep_state(frame: bytes) -> None:
+    enc, dec, _, _ = stream()
+    before = snapshot(dec)
+    try:
+        out = dec.feed(frame)
+    except TensorError:
+        assert_still_usable(dec, enc, before)
+        return
+    # A forged frame that happens to be valid: the decoder must still be coherent.
+    assert dec.sequence == read_header(frame).sequence
+    assert isinstance(out, np.ndarray)
+    resync = np.arange(5.0)
+    assert dec.feed(enc.encode(resync, keyframe=True)[0]).tobytes() == resync.tobytes()
+
+
+def test_every_single_byte_corruption_is_detected() -> None:
+    _enc, _dec, frames, _ = stream()
+    target = TensorDecoder(3)
+    target.feed(frames[0])
+    for frame in [*frames[1:], frames[0]]:
+        before = snapshot(target)
+        for pos in range(len(frame)):
+            bad = bytearray(frame)
+            bad[pos] ^= 0x41
+            with pytest.raises(TensorFrameError):
+                target.feed(bytes(bad))
+            assert snapshot(target) == before
+        target.feed(frame)
+
+
+def test_truncated_frames_are_rejected_at_every_length() -> None:
+    _enc, _dec, frames, _ = stream()
+    target = TensorDecoder(3)
+    target.feed(frames[0])
+    for frame in frames[1:]:
+        before = snapshot(target)
+        for cut in range(len(frame)):
+            with pytest.raises(TensorFrameError):
+                target.feed(frame[:cut])
+        assert snapshot(target) == before
+        target.feed(frame)
+
+
+def test_each_codec_was_exercised_by_the_corruption_tests() -> None:
+    _, _, frames, _ = stream()
+    assert [codec_of(f) for f in frames] == [
+        Codec.SHUFFLE_ZSTD,
+        Codec.SPARSE_GAPS,
+        Codec.SPARSE_BITMAP,
+        Codec.SHUFFLE_ZSTD,
+    ]
+
+
+def codec_of(frame: bytes) -> Codec:
+    header = read_header(frame)
+    assert not isinstance(header, ChunkHeader)
+    return header.codec
+
+
+def peak_while(fn: Any) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def forged_keyframe(
+    shape: tuple[int, ...], payload: bytes, codec: Codec = Codec.RAW, code: int = 12
+) -> bytes:
+    return pack_keyframe(3, 50, codec, Precision.EXACT, False, code, 0, shape, payload)
+
+
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [
+        ((1 << 16, 1 << 16), "elements exceed"),
+        ((1 << 20, 16), "bytes exceed"),
+        ((1,) * 33, "dimensions exceed"),
+    ],
+)
+def test_oversized_headers_fail_before_any_allocation(shape: tuple[int, ...], reason: str) -> None:
+    enc, dec, _, _ = stream()
+    before = snapshot(dec)
+    frame = forged_keyframe(shape, b"\0" * 64)
+
+    def feed() -> None:
+        with pytest.raises(TensorLimitError, match=reason):
+            dec.feed(frame)
+
+    assert peak_while(feed) < 64 * 1024
+    assert_still_usable(dec, enc, before)
+
+
+def test_decompression_bomb_is_refused_from_the_zstd_header() -> None:
+    enc, dec, _, _ = stream()
+    before = snapshot(dec)
+    bomb = zstandard.ZstdCompressor(level=19).compress(bytes(32 * MIB))
+    assert len(bomb) < 4096
+    keyframe = forged_keyframe((16,), bomb, Codec.SHUFFLE_ZSTD, code=3)
+    delta = reseal(pack_delta(3, 99, dec.sequence or 0, Codec.SPARSE_BITMAP, Precision.EXACT, bomb))
+    dense = reseal(pack_delta(3, 99, dec.sequence or 0, Codec.SHUFFLE_ZSTD, Precision.EXACT, bomb))
+
+    def feed() -> None:
+        for frame in (keyframe, delta, dense):
+            with pytest.raises(TensorLimitError, match="expand"):
+                dec.feed(frame)
+
+    assert peak_while(feed) < 256 * 1024
+    assert_still_usable(dec, enc, before)
+
+
+def test_zstd_payload_must_declare_its_size_and_match_it() -> None:
+    enc, dec, _, _ = stream()
+    snapshot(dec)
+    data = bytes(range(64)) * 4
+    cctx = zstandard.ZstdCompressor()
+    cases = [
+        ((32,), zstandard.ZstdCompressor(write_content_size=False).compress(data), "declare"),
+        ((40,), cctx.compress(data), "at least"),
+        ((32,), cctx.compress(data) + b"\0", "corrupt zstd"),
+        ((32,), cctx.compress(data)[:-3], "corrupt zstd"),
+        ((32,), b"\x28\xb5\x2f\xfd" + b"\xff" * 8, "zstd"),
+    ]
+    for shape, payload, reason in cases:
+        with pytest.raises(TensorFrameError, match=reason):
+            dec.feed(forged_keyframe(shape, payload, Codec.SHUFFLE_ZSTD))
+    dec.feed(forged_keyframe((32,), cctx.compress(data), Codec.SHUFFLE_ZSTD))  # the control
+    assert dec.sequence == 50
+    dec.feed(enc.encode(np.zeros(1), keyframe=True)[0])
+
+
+def test_frames_over_the_size_limit_are_refused_unread() -> None:
+    limits = TensorLimits(max_bytes=4096, max_frame_bytes=1024)
+    a = np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8)
+    frame = TensorEncoder(1, limits=TensorLimits()).encode(a)[0]
+    dec = TensorDecoder(1, limits=limits)
+    with pytest.raises(TensorLimitError, match="frame exceeds"):
+        dec.feed(frame)
+    assert dec.sequence is None
+    with pytest.raises(ValueError, match="exceed"):
+        TensorEncoder(1, limits=TensorLimits(max_bytes=1000)).encode(a)
+
+
+def test_encoder_limit_errors_leave_it_unchanged() -> None:
+    enc = TensorEncoder(1, limits=TensorLimits(max_elements=100))
+    dec = TensorDecoder(1)
+    dec.feed(enc.encode(np.zeros(10))[0])
+    with pytest.raises(ValueError, match="elements exceed"):
+        enc.encode(np.zeros(101))
+    with pytest.raises(TypeError):
+        enc.encode(np.array(["x"]))
+    frame = enc.encode(np.ones(10))[0]
+    assert read_header(frame).sequence == 1
+    assert dec.feed(frame).tolist() == [1.0] * 10
+
+
+def test_gap_is_typed_and_resync_recovers() -> None:
+    enc, _dec, frames, values = stream()
+    late = TensorDecoder(3)
+    with pytest.raises(TensorGapError) as none_yet:
+        late.feed(frames[1])
+    assert none_yet.value.held is None
+    assert none_yet.value.base == 0
+    late.feed(frames[0])
+    with pytest.raises(TensorGapError) as gap:
+        late.feed(frames[2])
+    assert (gap.value.held, gap.value.base) == (0, 1)
+    assert late.sequence == 0
+    assert late.feed(frames[1]).tobytes() == values[1].tobytes()
+    assert late.feed(frames[2]).tobytes() == values[2].tobytes()
+    with pytest.raises(TensorGapError):
+        late.feed(frames[2])  # a replayed delta no longer applies
+    resync = enc.encode(values[3], keyframe=True)[0]
+    assert late.feed(resync).tobytes() == values[3].tobytes()
+
+
+def test_frames_of_other_streams_and_chunks_are_refused() -> None:
+    _enc, dec, frames, _ = stream()
+    before = snapshot(dec)
+    other = TensorEncoder(4).encode(np.zeros(3))[0]
+    with pytest.raises(TensorFrameError, match="stream 4"):
+        dec.feed(other)
+    chunk = split_frame(frames[0], 256)[0]
+    assert isinstance(read_header(chunk), ChunkHeader)
+    with pytest.raises(TensorFrameError, match="reassemble"):
+        dec.feed(chunk)
+    assert snapshot(dec) == before
+
+
+def test_header_fields_are_validated() -> None:
+    dec = TensorDecoder()
+    good = TensorEncoder(1).encode(np.zeros((2, 2), np.int16))[0]
+    cases = {
+        "version": (0, 0xF2),
+        "not a tensor frame": (0, 0x01),
+        "kind": (1, 9),
+        "codec": (2, 9),
+        "reserved flag": (3, 0x10),
+        "precision FLOAT16": (3, 1),
+        "dtype code": (12, 99),
+        "not quantised": (14, 1),
+    }
+    for reason, (pos, value) in cases.items():
+        bad = bytearray(good)
+        bad[pos] = value
+        with pytest.raises(TensorFrameError, match=reason):
+            dec.feed(reseal(bytes(bad)))
+    assert int(Kind.KEYFRAME) == good[1]
