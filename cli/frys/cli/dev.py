@@ -67,6 +67,7 @@ async def _dev(nats: NatsProcess, host: str, port: int, engine: bool) -> None:
             f"  API key     {api_key}\n"
             f"  JWT secret  {secret}\n"
             f"  Dev token   {token}\n"
+            f"\nexport FRYS_URL={url} FRYS_TOKEN={token}\n"
             + ("  Engine      demo engine answers requests on wf:*:control\n" if engine else ""),
             flush=True,
         )

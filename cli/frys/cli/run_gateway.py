@@ -13,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from frys.gateway.config import GatewayConfig
 from frys.gateway.node import Gateway
 from frys.gateway.server import build_app

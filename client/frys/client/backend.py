@@ -19,15 +19,16 @@ from typing import Any
 
 import nats
 import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.kv import KeyValue
+
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel, workflow_channel
 from frys.shared.protocol.codec import pack_data, unpack_data
 from frys.shared.protocol.control import Outcome, outcome_key, parse_outcome
 from frys.shared.protocol.subjects import DEFAULT_PREFIX, Subjects
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js.kv import KeyValue
 
 log = logging.getLogger("frys.client.backend")
 

@@ -19,12 +19,13 @@ import itertools
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+
 from frys.client.errors import ClientError, ConnectionClosed, ConnectionLost, error_for
 from frys.shared.protocol import frames as f
 from frys.shared.protocol.channels import ChannelKind, parse_channel
@@ -670,7 +671,7 @@ class _Connector:
     def __init__(self, url: str, options: ClientOptions):
         self._client = Client(url, options)
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, Client]:
         return self._client.start().__await__()
 
     async def __aenter__(self) -> Client:

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
 from frys.gateway.config import GatewayConfig
 from frys.shared.protocol.errors import ChannelError, FrysError
 from frys.shared.protocol.grants import Grants
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 CLAIM = "frys"
 """Namespaced claim holding ``kind`` and ``grants``."""

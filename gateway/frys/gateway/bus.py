@@ -19,9 +19,6 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
-from frys.gateway.config import GatewayConfig
-from frys.shared.protocol.channels import ChannelKind
-from frys.shared.protocol.subjects import Subjects
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -35,7 +32,13 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
+from frys.gateway.config import GatewayConfig
+from frys.shared.protocol.channels import ChannelKind
+from frys.shared.protocol.subjects import Subjects
+
 log = logging.getLogger("frys.gateway.bus")
+# nats-py warns on every filtered key listing for servers older than 2.10; ours are newer.
+logging.getLogger("nats.js.kv").setLevel(logging.ERROR)
 
 MsgHandler = Callable[[Msg], Awaitable[None]]
 

@@ -111,8 +111,8 @@ class GatewayConfig:
             value = getattr(self, path_field)
             if value and not Path(value).is_file():
                 problems.append(f"{path_field}: no such file {value!r}")
-        if self.jwt_secret and len(self.jwt_secret) < 16:
-            problems.append("jwt_secret must be at least 16 characters")
+        if self.jwt_secret and len(self.jwt_secret.encode()) < 32:
+            problems.append("jwt_secret must be at least 32 bytes (RFC 7518 §3.2)")
         positive = (
             "connect_timeout_s",
             "max_frame_bytes",

@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import nats.errors
+
 from frys.shared.protocol import frames as f
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel

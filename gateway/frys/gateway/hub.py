@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
 from frys.gateway.bus import Bus, StoredMsg
 from frys.gateway.metrics import Metrics
 from frys.gateway.wsframe import binary_frame, text_frame
@@ -31,8 +34,6 @@ from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind
 from frys.shared.protocol.delivery import MessageTemplate
 from frys.shared.protocol.frames import TraceContext
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 if TYPE_CHECKING:
     from frys.shared.protocol.subjects import Subjects

@@ -19,6 +19,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+
 from frys.shared.protocol import frames as f
 from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel, workflow_channel
 from frys.shared.protocol.codec import pack_data

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
 from frys.gateway.auth import AuthError, Identity
 from frys.gateway.node import Gateway
 from frys.gateway.session import Session
@@ -154,6 +155,8 @@ def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(client_max_size=gateway.config.max_frame_bytes)
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/ws", ws_handler)
+    # Behind a load balancer, /gw/{gateway}/ws lets an Ingress route to one specific pod.
+    app.router.add_get("/gw/{gateway}/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
+
 from frys.gateway.auth import AuthError, Identity
 from frys.gateway.hub import Fanout
 from frys.gateway.wsframe import binary_frame, text_frame

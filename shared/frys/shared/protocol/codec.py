@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgpack
+
 from frys.shared.protocol import frames as f
 from frys.shared.protocol.errors import DecodeError, ErrorCode
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 import msgpack
+
 from frys.shared.protocol.channels import valid_id
 
 _CID_RE = re.compile(r"[A-Za-z0-9_=-]{1,128}")

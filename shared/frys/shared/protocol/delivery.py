@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 import msgpack
+
 from frys.shared.protocol import codec
 from frys.shared.protocol.frames import Message, Raw, TraceContext
 
