@@ -1,0 +1,5 @@
+import sys
+
+from frys.loadtest.placement_sim import main
+
+sys.exit(main())
