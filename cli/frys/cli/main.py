@@ -92,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("the router is not available in this build", file=sys.stderr)
         return 2
     if args.command == "loadtest":
-        print("the load test tool is not available in this build", file=sys.stderr)
-        return 2
+        from frys.loadtest.cli import main as loadtest_main
+
+        return loadtest_main(args.args)
     return 2
 
 

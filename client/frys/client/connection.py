@@ -18,8 +18,9 @@ import enum
 import itertools
 import logging
 import random
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -173,8 +174,11 @@ class ClientOptions:
 class Client:
     """A connection to a Frys gateway. Create with :func:`connect`."""
 
-    def __init__(self, url: str, options: ClientOptions):
-        self.url = url
+    def __init__(self, url: str | Sequence[str], options: ClientOptions):
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("at least one gateway URL is required")
+        self._url_index = 0
         self.options = options
         self.codec: WireCodec = CODECS[
             {"msgpack": SUBPROTOCOL_MSGPACK, "json": SUBPROTOCOL_JSON}.get(
@@ -186,6 +190,9 @@ class Client:
         self.gateway_id: str | None = None
         self.limits: dict[str, int] = {}
         self.reconnects = 0
+        self.reconnect_times: list[float] = []
+        """Seconds from each connection loss to the next successful connect."""
+        self._lost_at: float | None = None
         self.last_close: tuple[int | None, str] = (None, "")
         self._token = options.token
         self._resume = ""
@@ -280,7 +287,7 @@ class Client:
             while not self._stopped():
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
-                url = self._next_url or self.url
+                url = self._next_url or self.urls[self._url_index]
                 self._next_url = None
                 try:
                     await self._open(url)
@@ -289,6 +296,8 @@ class Client:
                     return
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     log.debug("connect to %s failed: %s", url, exc)
+                    # Try the next gateway URL (behind a load balancer there is only one).
+                    self._url_index = (self._url_index + 1) % len(self.urls)
                     if not self.options.reconnect:
                         self._finish(ConnectionClosed(None, f"cannot connect: {exc}"))
                         return
@@ -301,7 +310,11 @@ class Client:
                     )
                     continue
                 attempt = 0
+                if self._lost_at is not None:
+                    self.reconnect_times.append(time.monotonic() - self._lost_at)
+                    self._lost_at = None
                 code, reason = await self._read_loop()
+                self._lost_at = time.monotonic()
                 self.last_close = (code, reason)
                 if self._stopped():
                     return
@@ -333,6 +346,11 @@ class Client:
         except Exception as exc:
             log.exception("client supervisor failed")
             self._finish(ConnectionClosed(None, f"internal error: {exc}"))
+
+    @property
+    def url(self) -> str:
+        """The gateway URL in use (or tried next)."""
+        return self.urls[self._url_index]
 
     def _stopped(self) -> bool:
         return self._closing
@@ -668,7 +686,7 @@ def _delay_from_reason(reason: str) -> float:
 class _Connector:
     """``await connect(...)`` or ``async with connect(...) as client``."""
 
-    def __init__(self, url: str, options: ClientOptions):
+    def __init__(self, url: str | Sequence[str], options: ClientOptions):
         self._client = Client(url, options)
 
     def __await__(self) -> Generator[Any, None, Client]:
@@ -687,7 +705,7 @@ class _Connector:
 
 
 def connect(
-    url: str,
+    url: str | Sequence[str],
     *,
     token: str | None = None,
     token_provider: TokenProvider | None = None,
@@ -697,7 +715,7 @@ def connect(
     reconnect: bool = True,
     **options: Any,
 ) -> _Connector:
-    """Connect to a gateway's ``/ws`` endpoint.
+    """Connect to a gateway's ``/ws`` endpoint (or the first reachable of several URLs).
 
     ``token`` authenticates the session; ``token_provider`` is awaited for a fresh token when
     the gateway reports an expired or refused one. ``codec`` is ``msgpack`` or ``json``.

@@ -55,6 +55,7 @@ class Gateway:
         self.hub.presence_members = self.presence.members
         self.peers = Peers(self)
         self.peers.on_lost.append(self._gateway_lost)
+        self.presence.alive = lambda gw: gw == config.gateway_id or gw in self.peers.peers
         self.sessions: set[Session] = set()
         self.phase = Phase.STARTING
         self.pending_acks = 0

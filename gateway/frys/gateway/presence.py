@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -103,6 +104,7 @@ class Presence:
 
     # --- KV records ----------------------------------------------------------------------
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._keeper())
 
     async def stop(self) -> None:
@@ -133,6 +135,7 @@ class Presence:
             if now - last_refresh >= refresh_s:
                 self._dirty.update(self.local)
                 last_refresh = now
+                self.sweep()
             dirty, self._dirty = self._dirty, set()
             kv = self.bus.kv_presence
             if kv is None or not self.bus.ready:
@@ -165,6 +168,8 @@ class Presence:
                 if entry.value:
                     for member in msgpack.unpackb(entry.value, raw=False):
                         if isinstance(member, dict) and isinstance(member.get("sid"), str):
+                            if self._known_dead(str(member.get("gw"))):
+                                continue  # its record outlives it by at most the TTL
                             out[member["sid"]] = member
         for sid, member in self.local.get(wf, {}).items():
             out[sid] = member
@@ -190,6 +195,28 @@ class Presence:
         session.send(f.Ack(id=frame.id, members=tuple(members)))
 
     # --- dead gateways -----------------------------------------------------------------
+    alive: Callable[[str], bool] | None = None
+    """Set by the gateway: whether a gateway id is this one or a peer heard recently."""
+    started_at: float = 0.0
+
+    def _known_dead(self, gateway_id: str) -> bool:
+        listening = time.monotonic() - self.started_at >= self.config.presence_ttl_s
+        return listening and self.alive is not None and not self.alive(gateway_id)
+
+    def sweep(self) -> None:
+        """Members of gateways not heard from (they died before this gateway met them)
+        leave once this gateway has listened to heartbeats for a whole TTL."""
+        if self.alive is None or time.monotonic() - self.started_at < self.config.presence_ttl_s:
+            return
+        alive = self.alive
+        for fan in list(self.hub.fanouts.values()):
+            if fan.kind is not ChannelKind.PRESENCE:
+                continue
+            for member in list(fan.members.values()):
+                gw = str(member.get("gw"))
+                if not alive(gw):
+                    fan.inject(pack_data({"type": "leave", "member": member, "reason": "timeout"}))
+
     def gateway_lost(self, gateway_id: str, fanouts: list[Fanout]) -> None:
         """Tell local presence subscribers that a dead gateway's members left."""
         for fan in fanouts:

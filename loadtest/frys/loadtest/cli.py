@@ -1,0 +1,25 @@
+"""``frys-ws loadtest SCENARIO ...``: one entry point for every benchmark and soak."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+SCENARIOS: dict[str, tuple[str, str]] = {
+    "durability": ("frys.loadtest.durability", "events through gateway/NATS failures (soak)"),
+    "tensor": ("frys.loadtest.tensor_bench", "tensor codecs vs zstd and blosc2"),
+    "placement": ("frys.loadtest.placement_sim", "router placement simulation"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help") or args[0] not in SCENARIOS:
+        print("usage: frys-ws loadtest SCENARIO [options]\n\nscenarios:")
+        for name, (_module, text) in SCENARIOS.items():
+            print(f"  {name:<12} {text}")
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    module = importlib.import_module(SCENARIOS[args[0]][0])
+    run: Callable[[list[str]], int] = module.main
+    return run(args[1:])
