@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import nats
@@ -12,7 +13,7 @@ import pytest
 
 from frys.cli.nats_process import NatsProcess
 from frys.client import Client, ConnState
-from frys.client.backend import Backend
+from frys.client.backend import Backend, Command
 from frys.loadtest.cluster import SECRET as CLUSTER_SECRET
 from frys.loadtest.cluster import LocalCluster
 from frys.shared.protocol.errors import CloseCode
@@ -238,3 +239,32 @@ async def test_presence_drops_members_of_a_killed_gateway(clients: ClientFactory
         assert time.monotonic() - killed_at < 2 + 2  # TTL + one heartbeat check
         members = await watcher.presence("wf:p:presence")
         assert [m["sub"] for m in members] == ["watcher"]
+
+
+async def test_command_in_flight_across_a_gateway_change_executes_once(
+    gateways: GatewayFactory, clients: ClientFactory, nats_server: NatsProcess, prefix: str
+) -> None:
+    gw_a = await gateways(reconnect_spread_ms=0)
+    gw_b = await gateways()
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_handler(command: Command) -> Any:
+        started.set()
+        await release.wait()
+        return {"paused": command.workflow}
+
+    async with await Backend.connect(nats_server.url, prefix=prefix) as backend:
+        await backend.serve_control(slow_handler)
+        await backend.nc.flush()
+        client = await clients([gw_a.url, gw_b.url])
+        request = asyncio.get_running_loop().create_task(
+            client.request("wf:k:control", {"action": "pause"}, cid="once", timeout=10)
+        )
+        await started.wait()
+        await gw_a.gateway.drain()  # the request's gateway goes away mid-command
+        await eventually(lambda: client.url == gw_b.url and client.state is ConnState.CONNECTED)
+        release.set()
+        assert await request == {"paused": "k"}
+        assert backend.executed == 1
+        assert await client.outcome("wf:k:control", "once") == {"paused": "k"}
