@@ -195,16 +195,17 @@ class TensorEncoder:
         else:
             pairs = xor.reshape(count, per)
             changed = np.not_equal(pairs[:, 0] | pairs[:, 1], 0, out=state.mask)
-        positions = np.flatnonzero(changed)
-        if positions.size == 0:
+        changes = int(np.count_nonzero(changed))
+        if changes == 0:
             return Codec.UNCHANGED, b""
         raw_size = xor.nbytes
         element_size = state.rep.element_size
-        index_size = min(positions.size + 4, -(-count // 8))
-        sparse_size = index_size + positions.size * element_size
+        index_size = min(changes + 4, -(-count // 8))
+        sparse_size = index_size + changes * element_size
         best: tuple[Codec, bytes] = (Codec.RAW, b"")
         best_size = raw_size
         if sparse_size < raw_size:
+            positions = np.flatnonzero(changed)
             codec, body = sparse_payload(xor, positions, count, per)
             packed: bytes = self._cctx.compress(body.data)
             if len(packed) < best_size:

@@ -105,8 +105,8 @@ def quantum_exponent(max_abs_error: float) -> int:
     """Exponent of the largest power of two not above ``2 * max_abs_error``."""
     if not (math.isfinite(max_abs_error) and max_abs_error > 0):
         raise ValueError("max_abs_error must be a positive finite number")
-    _, exp = math.frexp(2.0 * max_abs_error)
-    return max(MIN_EXPONENT, min(MAX_EXPONENT, exp - 1))
+    _, exp = math.frexp(max_abs_error)  # max_abs_error = m * 2**exp, 0.5 <= m < 1
+    return max(MIN_EXPONENT, min(MAX_EXPONENT, exp))
 
 
 def to_lanes(flat: npt.NDArray[Any], rep: Representation) -> npt.NDArray[Any]:
@@ -144,11 +144,23 @@ def _bfloat16_bits(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 def _quantize(flat: npt.NDArray[Any], rep: Representation) -> npt.NDArray[Any]:
     exponent = rep.exponent
-    values = flat.astype("<f8")
+    itemsize = rep.element.itemsize
+    # Scaling by a power of two is exact, so float16/float32 work in float32.
+    work = np.dtype("<f8" if itemsize == 8 else "<f4")
+    values = flat.astype(work, copy=False)
     # Elements at least 2**(exponent + significand - 1) in magnitude are already multiples of
     # the step; so are NaN and inf. Keeping them also keeps the scaling below from overflowing.
-    limit = math.ldexp(1.0, exponent + _SIGNIFICAND_BITS[rep.element.itemsize] - 1)
+    top = exponent + _SIGNIFICAND_BITS[itemsize] - 1
+    limit = math.ldexp(1.0, top) if top < 1024 else math.inf
     change = np.abs(values) < limit
-    rounded = np.ldexp(np.rint(np.ldexp(values, -exponent)), exponent).astype(rep.element.dtype)
+    if abs(exponent) < np.finfo(work).maxexp - 1:
+        # Both powers are normal numbers: multiplying by them is as exact as ldexp, and faster.
+        down, up = work.type(2.0**-exponent), work.type(2.0**exponent)
+        rounded = np.rint(values * down) * up
+    else:
+        rounded = np.ldexp(np.rint(np.ldexp(values, -exponent)), exponent)
     lane = rep.element.lane
-    return np.where(change, rounded.view(lane), flat.view(lane))
+    bits: npt.NDArray[Any] = rounded.astype(rep.element.dtype, copy=False).view(lane)
+    if change.all():
+        return bits
+    return np.where(change, bits, flat.view(lane))

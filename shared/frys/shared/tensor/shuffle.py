@@ -2,7 +2,7 @@
 
 Neighbouring elements of a tensor usually share their high bytes (sign, exponent) while their
 low bytes vary; grouping byte planes gives zstd long runs to work with. Shuffling is a
-transpose of the ``(lanes, lane_size)`` byte matrix, done by numpy in one copy.
+transpose of the ``(lanes, lane_size)`` byte matrix.
 """
 
 from __future__ import annotations
@@ -31,8 +31,17 @@ def shuffle(lanes: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
 
 
 def unshuffle(data: npt.NDArray[np.uint8], lane: np.dtype[Any]) -> npt.NDArray[Any]:
-    """Lanes of dtype ``lane`` from shuffled bytes (``len(data)`` a multiple of its size)."""
+    """Lanes of dtype ``lane`` from shuffled bytes (``len(data)`` a multiple of its size).
+
+    Lanes are rebuilt by shifting byte planes in, most significant first: for freshly
+    decompressed data this measured several times faster than a transposing copy.
+    """
     size = lane.itemsize
     if size == 1:
         return data.copy().view(lane)
-    return np.ascontiguousarray(data.reshape(size, -1).T).reshape(-1).view(lane)
+    planes = data.reshape(size, -1)
+    out: npt.NDArray[Any] = planes[size - 1].astype(lane)
+    for k in range(size - 2, -1, -1):
+        np.left_shift(out, 8, out=out)
+        np.bitwise_or(out, planes[k], out=out)
+    return out
