@@ -50,6 +50,20 @@ def test_encoder_chunks_large_frames_within_the_chunk_size() -> None:
     assert assembler.pending_bytes == 0
 
 
+def test_a_frame_needing_too_many_chunks_leaves_the_encoder_unchanged() -> None:
+    enc, dec = TensorEncoder(1, chunk_size=64), TensorDecoder(1)
+    small = noise(10)
+    frames = enc.encode(small)
+    assert len(frames) == 1
+    dec.feed(frames[0])
+    with pytest.raises(ValueError, match="chunks"):
+        enc.encode(noise(3_000_000))
+    assert enc.sequence == 0
+    nxt = small.copy()
+    nxt[3] ^= 1
+    assert dec.feed(enc.encode(nxt)[0]).tobytes() == nxt.tobytes()
+
+
 def test_small_frames_travel_whole() -> None:
     frame = TensorEncoder(1).encode(np.zeros(3))[0]
     assert len(frame) <= 64

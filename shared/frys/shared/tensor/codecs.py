@@ -125,13 +125,19 @@ def decode_dense(
     lane_count: int,
     lane: np.dtype[Any],
     dctx: zstandard.ZstdDecompressor,
+    copy: bool = True,
 ) -> npt.NDArray[Any]:
-    """Fresh lanes from a RAW or SHUFFLE_ZSTD payload of exactly ``lane_count`` lanes."""
+    """Lanes from a RAW or SHUFFLE_ZSTD payload of exactly ``lane_count`` lanes.
+
+    The result is fresh unless ``copy`` is false, when RAW lanes may be a read-only view of
+    the payload.
+    """
     expected = lane_count * lane.itemsize
     if codec is Codec.RAW:
         if len(payload) != expected:
             raise TensorFrameError(f"raw payload has {len(payload)} bytes, {expected} expected")
-        return np.frombuffer(payload, lane).copy()
+        view = np.frombuffer(payload, lane)
+        return view.copy() if copy else view
     data = decompress(dctx, payload, expected, expected)
     return unshuffle(data, lane)
 

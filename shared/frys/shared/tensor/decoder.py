@@ -186,7 +186,7 @@ class TensorDecoder:
             if len(payload):
                 raise TensorFrameError("UNCHANGED delta with a payload")
         elif codec is Codec.RAW or codec is Codec.SHUFFLE_ZSTD:
-            xor = decode_dense(codec, payload, lanes.size, lanes.dtype, self._dctx)
+            xor = decode_dense(codec, payload, lanes.size, lanes.dtype, self._dctx, copy=False)
             np.bitwise_xor(lanes, xor, out=lanes)
         else:
             per = state.rep.lanes

@@ -130,10 +130,8 @@ class TensorEncoder:
             a = a.astype(element.dtype)
         lanes = to_lanes(np.ascontiguousarray(a.reshape(-1, order="F" if fortran else "C")), rep)
         if key or state is None:
-            frame = self._keyframe(lanes, rep, a.shape, fortran)
-        else:
-            frame = self._delta(lanes, state)
-        return split_frame(frame, self.chunk_size)
+            return self._keyframe(lanes, rep, a.shape, fortran)
+        return self._delta(lanes, state)
 
     def _check_limits(self, a: npt.NDArray[Any], itemsize: int) -> None:
         limits = self.limits
@@ -146,17 +144,18 @@ class TensorEncoder:
         if a.size * itemsize > limits.max_bytes:
             raise ValueError(f"{a.size * itemsize} bytes exceed the limit of {limits.max_bytes}")
 
-    def _checked(self, frame: bytes) -> bytes:
+    def _split(self, frame: bytes) -> list[bytes]:
+        """The frames to send, checked before the encoder's state moves on."""
         if len(frame) > self.limits.max_frame_bytes:
             raise ValueError(f"{len(frame)}-byte frame exceeds max_frame_bytes")
-        return frame
+        return split_frame(frame, self.chunk_size)
 
     def _keyframe(
         self, lanes: npt.NDArray[Any], rep: Representation, shape: tuple[int, ...], fortran: bool
-    ) -> bytes:
+    ) -> list[bytes]:
         sequence = self._next
         codec, payload = encode_dense(lanes, self._cctx)
-        frame = self._checked(
+        frames = self._split(
             pack_keyframe(
                 self.stream_id,
                 sequence,
@@ -171,12 +170,12 @@ class TensorEncoder:
         )
         self._state = _State(rep, shape, fortran, lanes.copy(), sequence)
         self._next = (sequence + 1) % SEQUENCE_MODULUS
-        return frame
+        return frames
 
-    def _delta(self, lanes: npt.NDArray[Any], state: _State) -> bytes:
+    def _delta(self, lanes: npt.NDArray[Any], state: _State) -> list[bytes]:
         sequence = self._next
         codec, payload = self._delta_payload(lanes, state)
-        frame = self._checked(
+        frames = self._split(
             pack_delta(
                 self.stream_id, sequence, state.sequence, codec, state.rep.precision, payload
             )
@@ -184,7 +183,7 @@ class TensorEncoder:
         np.copyto(state.lanes, lanes)
         state.sequence = sequence
         self._next = (sequence + 1) % SEQUENCE_MODULUS
-        return frame
+        return frames
 
     def _delta_payload(self, lanes: npt.NDArray[Any], state: _State) -> tuple[Codec, bytes]:
         xor = np.bitwise_xor(lanes, state.lanes, out=state.xor)
