@@ -218,6 +218,9 @@ podAntiAffinity:
 {{- if and .Values.nats.enabled (gt (int (include "frys-ws.gateway.streamReplicas" .)) (int .Values.nats.replicas)) }}
 {{- fail (printf "gateway.streamReplicas (%s) exceeds nats.replicas (%v)" (include "frys-ws.gateway.streamReplicas" .) .Values.nats.replicas) }}
 {{- end }}
+{{- if and .Values.nats.enabled (le (int .Values.nats.terminationGracePeriodSeconds) (add (int .Values.nats.lameDuckSeconds) 10)) }}
+{{- fail "nats.terminationGracePeriodSeconds must exceed nats.lameDuckSeconds + 10 (the lame-duck grace period)" }}
+{{- end }}
 {{- if and .Values.auth.existingSecret (or .Values.auth.jwtSecret .Values.auth.jwtPublicKey .Values.auth.jwks .Values.auth.apiKey .Values.auth.resumeSecret) }}
 {{- fail "auth.existingSecret is set: put the credentials in that Secret, not in auth.jwtSecret/jwtPublicKey/jwks/apiKey/resumeSecret" }}
 {{- end }}
