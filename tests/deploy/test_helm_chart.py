@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -823,3 +824,80 @@ def test_helm_test_pod_checks_readiness() -> None:
     script = pod["spec"]["containers"][0]["command"][-1]
     assert f"http://{GW}:8080/readyz" in script
     compile(script, "readyz-test", "exec")  # the embedded check is valid Python
+
+
+# --- the chart and the gateway agree ---------------------------------------------------------
+
+
+def _pod_env(docs: list[Manifest], tmp_path: Path) -> dict[str, str]:
+    """The gateway container's environment as the kubelet would build it for pod 0."""
+    sts = one(docs, "StatefulSet", GW)
+    secrets = {
+        (s["metadata"]["name"], key): base64.b64decode(value).decode()
+        for s in find(docs, "Secret")
+        for key, value in s["data"].items()
+    }
+    env: dict[str, str] = {}
+    for entry in container(sts, "gateway")["env"]:
+        name = entry["name"]
+        source = entry.get("valueFrom", {})
+        if "value" in entry:
+            env[name] = expand(entry["value"], env)
+        elif "fieldRef" in source:
+            field = source["fieldRef"]["fieldPath"]
+            env[name] = {"metadata.name": f"{GW}-0", "metadata.namespace": NAMESPACE}[field]
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            # An existing Secret is not rendered: stand in a valid value for it.
+            env[name] = secrets.get((ref["name"], ref["key"]), "an-existing-secret-value-32-chars")
+    if "FRYS_CONFIG" in env:
+        config = tmp_path / "config.json"
+        config.write_text(one(docs, "ConfigMap", GW)["data"]["config.json"])
+        env["FRYS_CONFIG"] = str(config)
+    return env
+
+
+@needs_helm
+@pytest.mark.parametrize("files", [(), PROD], ids=["default", "production"])
+def test_gateway_accepts_the_rendered_configuration(files: tuple[str, ...], tmp_path: Path) -> None:
+    """Every FRYS_* variable the chart sets is a gateway setting, and together they pass the
+    gateway's own validation."""
+    from frys.gateway.config import GatewayConfig, load_config
+
+    docs = render(files)
+    env = _pod_env(docs, tmp_path)
+    settings = {f.name for f in dataclasses.fields(GatewayConfig)}
+    frys_vars = [n for n in env if n.startswith("FRYS_") and n != "FRYS_CONFIG"]
+    assert len(frys_vars) >= 15
+    assert [n for n in frys_vars if n.removeprefix("FRYS_").lower() not in settings] == []
+
+    config = load_config(env=env)
+    assert config.gateway_id == f"{GW}-0"
+    assert config.port == 8080
+    assert config.stream_replicas == 3
+    assert len(config.nats_url.split(",")) == 3
+    assert config.resume_secret and config.jwt_secret
+    if files:
+        assert config.advertised_url == f"wss://ws.example.com/gw/{GW}-0/ws"
+        assert config.drain_s == 20.0
+        assert config.publish_rate_per_s == 2000.0
+        assert config.allowed_origins == ("https://app.example.com",)
+        assert config.jwt_issuer == "https://id.example.com/"
+    else:
+        assert config.advertised_url.startswith(f"ws://{GW}-0.{GW}-pods.{NAMESPACE}.svc.")
+
+
+def test_config_file_schema_matches_the_gateway_settings() -> None:
+    """gateway.config accepts gateway settings only, and none the chart already sets."""
+    from frys.gateway.config import GatewayConfig
+
+    settings = {f.name for f in dataclasses.fields(GatewayConfig)}
+    allowed = set(_schema()["properties"]["gateway"]["properties"]["config"]["properties"])
+    assert allowed <= settings
+    template = (CHART / "templates" / "gateway-statefulset.yaml").read_text()
+    set_by_chart = {
+        name.removeprefix("FRYS_").lower() for name in re.findall(r"name: (FRYS_\w+)", template)
+    }
+    assert set_by_chart - {"config"} <= settings
+    assert allowed.isdisjoint(set_by_chart)
+    assert {"api_key", "jwt_secret", "resume_secret"}.isdisjoint(allowed)
