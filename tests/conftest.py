@@ -20,6 +20,7 @@ from frys.gateway.auth import mint_token
 from frys.gateway.config import GatewayConfig
 from frys.gateway.node import Gateway
 from frys.gateway.server import build_app
+from frys.shared.telemetry import Telemetry, telemetry_from_env
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 API_KEY = "test-api-key"
@@ -84,7 +85,9 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-async def start_gateway(nats_url: str, prefix: str, **overrides: Any) -> RunningGateway:
+async def start_gateway(
+    nats_url: str, prefix: str, telemetry: Telemetry | None = None, **overrides: Any
+) -> RunningGateway:
     config = GatewayConfig(
         nats_url=nats_url,
         host="127.0.0.1",
@@ -100,7 +103,7 @@ async def start_gateway(nats_url: str, prefix: str, **overrides: Any) -> Running
         events_max_age_s=120.0,
     )
     config = dataclasses.replace(config, **overrides).validate()
-    gateway = Gateway(config)
+    gateway = Gateway(config, telemetry or telemetry_from_env("frys-gateway", env={}))
     runner = web.AppRunner(build_app(gateway), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from opentelemetry import trace
+
 
 class JsonFormatter(logging.Formatter):
     EXTRA = ("sid", "trace_id", "span_id", "gateway", "channel", "code")
@@ -23,6 +25,11 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 out[key] = value
+        if "trace_id" not in out:
+            context = trace.get_current_span().get_span_context()
+            if context.is_valid:
+                out["trace_id"] = format(context.trace_id, "032x")
+                out["span_id"] = format(context.span_id, "016x")
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)

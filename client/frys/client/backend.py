@@ -23,6 +23,10 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
+from opentelemetry import trace
+from opentelemetry.propagate import extract as otel_extract
+from opentelemetry.propagate import inject as otel_inject
+from opentelemetry.trace import SpanKind, TracerProvider
 
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel, workflow_channel
@@ -51,8 +55,18 @@ Handler = Callable[[Command], Awaitable[Any]]
 class Backend:
     """Publish and serve a workflow engine's traffic over NATS."""
 
-    def __init__(self, nc: NatsClient, prefix: str = DEFAULT_PREFIX, name: str = "engine"):
+    def __init__(
+        self,
+        nc: NatsClient,
+        prefix: str = DEFAULT_PREFIX,
+        name: str = "engine",
+        tracer_provider: TracerProvider | None = None,
+    ):
         self.nc = nc
+        provider = tracer_provider or trace.get_tracer_provider()
+        self._tracer = provider.get_tracer("frys.backend")
+        # Spans only when the application configured OpenTelemetry (not the default proxy).
+        self._tracing = not isinstance(provider, trace.ProxyTracerProvider)
         self.js = nc.jetstream(timeout=5)
         self.subjects = Subjects(prefix)
         self.name = name
@@ -64,7 +78,12 @@ class Backend:
 
     @classmethod
     async def connect(
-        cls, nats_url: str, *, prefix: str = DEFAULT_PREFIX, name: str = "engine"
+        cls,
+        nats_url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        name: str = "engine",
+        tracer_provider: TracerProvider | None = None,
     ) -> Backend:
         nc = await nats.connect(
             servers=[u.strip() for u in nats_url.split(",")],
@@ -72,7 +91,7 @@ class Backend:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.25,
         )
-        return cls(nc, prefix, name)
+        return cls(nc, prefix, name, tracer_provider)
 
     async def close(self) -> None:
         for sub in self._subs:
@@ -105,11 +124,24 @@ class Backend:
             raise ValueError(f"{ch.kind.value} channels take no publish")
         subject = self.subjects.channel(ch)
         payload = pack_data(data)
-        if ch.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
-            ack = await self.js.publish(subject, payload, headers=self._headers(mid))
-            return int(ack.seq)
-        await self.nc.publish(subject, payload, headers=self._headers(mid))
-        return None
+        headers = self._headers(mid)
+        span = None
+        if self._tracing:
+            span = self._tracer.start_span(
+                f"publish {ch.kind.value}",
+                kind=SpanKind.PRODUCER,
+                attributes={"frys.channel": ch.name, "frys.source": self.name},
+            )
+            otel_inject(headers, context=trace.set_span_in_context(span))
+        try:
+            if ch.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
+                ack = await self.js.publish(subject, payload, headers=headers)
+                return int(ack.seq)
+            await self.nc.publish(subject, payload, headers=headers)
+            return None
+        finally:
+            if span is not None:
+                span.end()
 
     async def publish_event(self, workflow: str, data: Any, *, mid: str | None = None) -> int:
         seq = await self.publish(workflow_channel(workflow, ChannelKind.EVENTS), data, mid=mid)
@@ -149,7 +181,21 @@ class Backend:
         assert channel.workflow is not None
         cid = headers.get(hdr.CID, "")
         command = Command(channel.workflow, unpack_data(msg.data), cid, headers.get(hdr.FROM))
-        key = outcome_key(channel.workflow, cid) if cid else None
+        if not self._tracing:
+            await self._answer(handler, msg, command, channel.workflow, cid)
+            return
+        with self._tracer.start_as_current_span(
+            f"control {channel.workflow}",
+            context=otel_extract(headers),
+            kind=SpanKind.SERVER,
+            attributes={"frys.cid": cid, "frys.workflow": channel.workflow},
+        ):
+            await self._answer(handler, msg, command, channel.workflow, cid)
+
+    async def _answer(
+        self, handler: Handler, msg: Msg, command: Command, workflow: str, cid: str
+    ) -> None:
+        key = outcome_key(workflow, cid) if cid else None
         kv = self._kv
         if key is None or kv is None:
             await self._reply(msg, await self._run(handler, command))

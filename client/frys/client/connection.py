@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from opentelemetry import trace as otel_trace
+from opentelemetry.propagate import inject as otel_inject
 
 from frys.client.errors import ClientError, ConnectionClosed, ConnectionLost, error_for
 from frys.shared.protocol import frames as f
@@ -607,7 +609,13 @@ class Client:
                 await self._call(lambda ref: f.Unsubscribe(id=ref, ch=sub.channel), Retry.FAIL)
 
     async def publish(
-        self, channel: str, data: Any, *, mid: str | None = None, timeout: float = 30.0
+        self,
+        channel: str,
+        data: Any,
+        *,
+        mid: str | None = None,
+        timeout: float = 30.0,
+        trace: f.TraceContext | None = None,
     ) -> PublishAck:
         """Publish and wait for the gateway's ack. On events and state channels a message
         id is added when missing, so a publish in flight across a reconnect is re-sent and
@@ -616,8 +624,9 @@ class Client:
         stored = kind in (ChannelKind.EVENTS, ChannelKind.STATE)
         if stored and mid is None:
             mid = uuid.uuid4().hex
+        tc = trace or current_trace_context()
         ack = await self._call(
-            lambda ref: f.Publish(id=ref, ch=channel, data=data, mid=mid),
+            lambda ref: f.Publish(id=ref, ch=channel, data=data, mid=mid, tc=tc),
             Retry.RESEND if stored else Retry.FAIL,
             timeout=timeout,
         )
@@ -631,13 +640,15 @@ class Client:
         *,
         timeout: float = 5.0,
         cid: str | None = None,
+        trace: f.TraceContext | None = None,
     ) -> Any:
         """Send a control command and return the engine's reply. The command id (generated
         when missing) makes retries safe: the command executes at most once."""
         cid = cid or uuid.uuid4().hex
+        tc = trace or current_trace_context()
         reply = await self._call(
             lambda ref: f.Request(
-                id=ref, ch=channel, data=data, cid=cid, timeout_ms=int(timeout * 1000)
+                id=ref, ch=channel, data=data, cid=cid, timeout_ms=int(timeout * 1000), tc=tc
             ),
             Retry.RESEND,
             timeout=timeout + 5.0,
@@ -666,6 +677,18 @@ class Client:
 
     async def ping(self, timeout: float = 5.0) -> None:
         await self._call(lambda ref: f.Ping(id=ref), Retry.FAIL, timeout=timeout)
+
+
+def current_trace_context() -> f.TraceContext | None:
+    """The application's current OpenTelemetry span as an envelope trace context, so a
+    message published inside a span continues that trace through Frys."""
+    span_context = otel_trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    otel_inject(carrier)
+    parent = carrier.get("traceparent")
+    return f.TraceContext(parent, carrier.get("tracestate")) if parent else None
 
 
 class _Fatal(Exception):

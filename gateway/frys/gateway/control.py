@@ -41,6 +41,17 @@ class Control:
         headers[hdr.CID] = cid
         timeout_ms = min(frame.timeout_ms or cfg.request_timeout_ms, cfg.max_request_timeout_ms)
         subject = self.bus.subjects.channel(channel)
+        tel = session.gw.telemetry
+        span = (
+            tel.client_span(
+                f"request {channel.kind.value}",
+                frame.tc,
+                headers,
+                {"frys.channel": channel.name, "frys.cid": cid, "frys.session": session.sid},
+            )
+            if tel.tracing
+            else None
+        )
         try:
             msg = await self.bus.request(subject, pack_data(frame.data), timeout_ms / 1000, headers)
         except nats.errors.NoRespondersError:
@@ -52,6 +63,9 @@ class Control:
         except nats.errors.Error as exc:
             session.error(ErrorCode.UNAVAILABLE, f"broker error: {type(exc).__name__}", frame.id)
             return
+        finally:
+            if span is not None:
+                span.end()
         session.send(f.Reply(id=frame.id, cid=cid, data=f.Raw(msg.data)))
 
     async def outcome(self, session: Session, frame: f.Outcome) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgpack
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import Span
 
 from frys.gateway.bus import Bus, StoredMsg
 from frys.gateway.metrics import Metrics
@@ -34,8 +35,10 @@ from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind
 from frys.shared.protocol.delivery import MessageTemplate
 from frys.shared.protocol.frames import TraceContext
+from frys.shared.telemetry import sampled
 
 if TYPE_CHECKING:
+    from frys.gateway.telemetry import GatewayTelemetry
     from frys.shared.protocol.subjects import Subjects
 
 log = logging.getLogger("frys.gateway.hub")
@@ -74,6 +77,10 @@ class Entry:
     packed: bytes
     from_: str | None
     tc: TraceContext | None
+    ts: int | None = None
+    """Publish time (ns) on the sampled messages that carry one."""
+    span: Span | None = None
+    """This gateway's delivery span, on traced messages."""
 
 
 @dataclass(slots=True)
@@ -167,6 +174,20 @@ class Fanout:
             headers.get(hdr.FROM),
             TraceContext(tp, headers.get(hdr.TRACESTATE)) if tp else None,
         )
+        ts = headers.get(hdr.TS)
+        if ts is not None and ts.isdigit():
+            entry.ts = int(ts)
+        if tp and self.hub.telemetry is not None and self.hub.telemetry.tracing and sampled(tp):
+            entry.span = self.hub.telemetry.deliver_span(
+                headers,
+                {
+                    "frys.channel": self.channel.name,
+                    "frys.stream": self.kind.value,
+                    "frys.gateway": self.hub.gateway_id,
+                    "messaging.system": "nats",
+                    "messaging.operation": "deliver",
+                },
+            )
         if not self.stored:
             self._accept(entry)
             return
@@ -307,6 +328,15 @@ class Fanout:
             sub.deliver(blob, self)
             live += 1
         self.hub.metrics.deliveries += live * len(entries)
+        tel = self.hub.telemetry
+        if tel is not None:
+            for e in entries:
+                if e.ts is not None:
+                    tel.record_latency(e.ts)
+                if e.span is not None:
+                    e.span.set_attribute("frys.subscribers", live)
+                    e.span.end()
+                    e.span = None
 
 
 def _entry_of(stored: StoredMsg) -> Entry:
@@ -331,6 +361,8 @@ class Hub:
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.presence_members: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
+        self.telemetry: GatewayTelemetry | None = None
+        self.gateway_id = bus.config.gateway_id
         bus.on_reconnect.append(self._after_reconnect)
 
     async def join(self, channel: Channel, sub: Subscriber, catching_up: bool = False) -> Fanout:

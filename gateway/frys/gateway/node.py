@@ -24,6 +24,8 @@ from frys.gateway.hub import Hub
 from frys.gateway.metrics import Metrics
 from frys.gateway.peers import Peers
 from frys.gateway.presence import Presence
+from frys.gateway.telemetry import GatewayTelemetry
+from frys.shared import telemetry as otel
 from frys.shared.protocol.channels import Channel
 from frys.shared.protocol.errors import CloseCode
 
@@ -41,7 +43,7 @@ class Phase(enum.Enum):
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig):
+    def __init__(self, config: GatewayConfig, telemetry: otel.Telemetry | None = None):
         self.config = config
         self.subjects = config.subjects
         self.metrics = Metrics()
@@ -61,6 +63,11 @@ class Gateway:
         self.pending_acks = 0
         self.started_at = time.monotonic()
         self.started = asyncio.Event()
+        self.publish_count = 0
+        self.telemetry = GatewayTelemetry(
+            self, telemetry or otel.telemetry_from_env("frys-gateway")
+        )
+        self.hub.telemetry = self.telemetry
         self.interaction_hooks: list[object] = []
 
     @property
@@ -126,3 +133,4 @@ class Gateway:
         await self.hub.close()
         with contextlib.suppress(Exception):
             await self.bus.close()
+        self.telemetry.tel.shutdown()

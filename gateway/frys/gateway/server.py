@@ -12,10 +12,12 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from frys.gateway.auth import AuthError, Identity
 from frys.gateway.node import Gateway
@@ -24,6 +26,7 @@ from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import ChannelKind, parse_channel
 from frys.shared.protocol.codec import CODECS, DEFAULT_CODEC, WireCodec, pack_data
 from frys.shared.protocol.errors import ChannelError
+from frys.shared.protocol.frames import TraceContext
 
 log = logging.getLogger("frys.gateway.server")
 
@@ -107,8 +110,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
-    text = gw.metrics.render(gw.config.gateway_id, gw.bus.reconnects, gw.ready)
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    body = gw.telemetry.prometheus_text()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def api_publish(request: web.Request) -> web.Response:
@@ -135,20 +138,48 @@ async def api_publish(request: web.Request) -> web.Response:
     if channel.kind in (ChannelKind.CONTROL, ChannelKind.PRESENCE):
         raise web.HTTPBadRequest(text=f"{channel.kind.value} channels take no publish")
     subject = gw.subjects.channel(channel)
-    headers = {hdr.FROM: "api"}
+    headers = {hdr.FROM: "api", hdr.TS: str(time.time_ns())}
     if mid:
         headers[hdr.MSG_ID] = mid
     payload = pack_data(data)
-    if channel.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
-        try:
-            ack = await (await gw.bus.publish_stored(subject, payload, headers))
-        except Exception as exc:
-            raise web.HTTPServiceUnavailable(text=f"not stored: {type(exc).__name__}") from None
-        return web.json_response({"ok": True, "seq": ack.seq, "dup": bool(ack.duplicate)})
-    if not gw.bus.ready:
-        raise web.HTTPServiceUnavailable(text="broker unavailable")
-    await gw.bus.publish(subject, payload, headers)
-    return web.json_response({"ok": True})
+    tel = gw.telemetry
+    span = (
+        tel.publish_span(
+            f"publish {channel.kind.value}",
+            _trace_context(request),
+            headers,
+            {
+                "frys.channel": channel.name,
+                "frys.source": "api",
+                "messaging.system": "nats",
+                "messaging.destination.name": subject,
+            },
+        )
+        if tel.tracing
+        else None
+    )
+    try:
+        if channel.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
+            try:
+                ack = await (await gw.bus.publish_stored(subject, payload, headers))
+            except Exception as exc:
+                raise web.HTTPServiceUnavailable(text=f"not stored: {type(exc).__name__}") from None
+            return web.json_response({"ok": True, "seq": ack.seq, "dup": bool(ack.duplicate)})
+        if not gw.bus.ready:
+            raise web.HTTPServiceUnavailable(text="broker unavailable")
+        await gw.bus.publish(subject, payload, headers)
+        return web.json_response({"ok": True})
+    finally:
+        if span is not None:
+            span.end()
+
+
+def _trace_context(request: web.Request) -> TraceContext | None:
+    """A caller's W3C trace context from the request headers, if any."""
+    parent = request.headers.get("traceparent")
+    if not parent:
+        return None
+    return TraceContext(parent, request.headers.get("tracestate"))
 
 
 def build_app(gateway: Gateway) -> web.Application:

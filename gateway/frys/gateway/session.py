@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
+from opentelemetry.trace import Span
 
 from frys.gateway.auth import AuthError, Identity
 from frys.gateway.hub import Fanout
+from frys.gateway.telemetry import TS_SAMPLE_EVERY
 from frys.gateway.wsframe import binary_frame, text_frame
 from frys.shared.protocol import frames as f
 from frys.shared.protocol import headers as hdr
@@ -445,32 +447,60 @@ class Session:
             self.error(ErrorCode.LIMIT_EXCEEDED, "publish rate exceeded", frame.id)
             return
         payload = pack_data(frame.data)
+        gw = self.gw
         headers = self._headers(frame.tc)
         if frame.mid is not None:
             headers[hdr.MSG_ID] = frame.mid
-        gw = self.gw
+        gw.publish_count += 1
+        if gw.publish_count % TS_SAMPLE_EVERY == 0:
+            headers[hdr.TS] = str(time.time_ns())
+        subject = gw.subjects.channel(channel)
+        span = None
+        tel = gw.telemetry
+        if tel.tracing:
+            span = tel.publish_span(
+                f"publish {channel.kind.value}",
+                frame.tc,
+                headers,
+                {
+                    "frys.channel": channel.name,
+                    "frys.session": self.sid,
+                    "frys.from": headers[hdr.FROM],
+                    "messaging.system": "nats",
+                    "messaging.destination.name": subject,
+                },
+            )
         gw.metrics.publishes += 1
         gw.metrics.publish_bytes += len(payload)
         gw.metrics.publishes_by_kind[channel.kind.value] += 1
         gw.on_publish(self, channel)
-        subject = gw.subjects.channel(channel)
         if channel.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
             try:
                 future = await gw.bus.publish_stored(subject, payload, headers)
             except Exception as exc:
                 self.error(ErrorCode.UNAVAILABLE, f"not stored: {type(exc).__name__}", frame.id)
+                if span is not None:
+                    span.end()
                 return
             gw.pending_acks += 1
-            future.add_done_callback(lambda fut: self._stored_ack(fut, frame.id))
+            future.add_done_callback(lambda fut: self._stored_ack(fut, frame.id, span))
             return
-        if not gw.bus.ready:
-            self.error(ErrorCode.UNAVAILABLE, "broker unavailable", frame.id)
-            return
-        await gw.bus.publish(subject, payload, headers)
-        self.send(f.Ack(id=frame.id))
+        try:
+            if not gw.bus.ready:
+                self.error(ErrorCode.UNAVAILABLE, "broker unavailable", frame.id)
+                return
+            await gw.bus.publish(subject, payload, headers)
+            self.send(f.Ack(id=frame.id))
+        finally:
+            if span is not None:
+                span.end()
 
-    def _stored_ack(self, future: asyncio.Future[Any], ref: int) -> None:
+    def _stored_ack(self, future: asyncio.Future[Any], ref: int, span: Span | None) -> None:
         self.gw.pending_acks -= 1
+        if span is not None:
+            if not future.cancelled() and future.exception() is None:
+                span.set_attribute("frys.seq", int(future.result().seq))
+            span.end()
         if self.state is not State.CONNECTED:
             return
         if future.cancelled():
