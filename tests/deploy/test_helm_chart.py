@@ -241,6 +241,7 @@ BAD_VALUES = {
     "public key mode without key": "auth:\n  mode: publicKey\n",
     "even NATS cluster": "nats:\n  replicas: 2\n",
     "bad sampler": "otel:\n  sampler: sometimes\n",
+    "OTLP over gRPC": "otel:\n  protocol: grpc\n",
 }
 
 
@@ -784,9 +785,10 @@ def test_otel_environment() -> None:
         workload = find(docs, "StatefulSet", name) + find(docs, "Deployment", name)
         c = container(workload[0], component)
         assert env_value(c, "OTEL_EXPORTER_OTLP_ENDPOINT") == (
-            "http://otel-collector.observability.svc.cluster.local:4317"
+            "http://otel-collector.observability.svc.cluster.local:4318"
         )
-        assert env_value(c, "OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc"
+        assert env_value(c, "OTEL_EXPORTER_OTLP_PROTOCOL") == "http/protobuf"
+        assert env_value(c, "OTEL_METRICS_EXPORTER") == "none"  # Prometheus scrapes instead
         assert env_value(c, "OTEL_SERVICE_NAME") == name
         assert env_value(c, "OTEL_TRACES_SAMPLER") == "parentbased_traceidratio"
         assert env_value(c, "OTEL_TRACES_SAMPLER_ARG") == "0.05"
@@ -901,3 +903,17 @@ def test_config_file_schema_matches_the_gateway_settings() -> None:
     assert set_by_chart - {"config"} <= settings
     assert allowed.isdisjoint(set_by_chart)
     assert {"api_key", "jwt_secret", "resume_secret"}.isdisjoint(allowed)
+
+
+@needs_helm
+def test_telemetry_accepts_the_rendered_otel_environment(tmp_path: Path) -> None:
+    """The OTEL_* variables the chart sets are ones the gateway's telemetry set-up supports."""
+    telemetry = pytest.importorskip("frys.shared.telemetry")
+    env = _pod_env(render(PROD), tmp_path)
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://")
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"  # nothing is sent: no spans
+    tel = telemetry.telemetry_from_env("frys-ws-gateway", env=env)
+    try:
+        assert tel.tracing
+    finally:
+        tel.shutdown()

@@ -172,6 +172,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $v.endpoint | quote }}
 - name: OTEL_EXPORTER_OTLP_PROTOCOL
   value: {{ $v.protocol | quote }}
+- name: OTEL_METRICS_EXPORTER
+  value: {{ ternary "otlp" "none" $v.exportMetrics | quote }}
 - name: OTEL_TRACES_SAMPLER
   value: {{ $v.sampler | quote }}
 {{- if $v.samplerArg }}
