@@ -109,6 +109,29 @@ def test_bfloat16_rounds_to_nearest_even(a: npt.NDArray[Any]) -> None:
         assert math.copysign(1, y) == math.copysign(1, expected) or math.isnan(y)
 
 
+def test_bfloat16_ties_go_to_even_and_nan_stays_nan() -> None:
+    bits = np.array(
+        [
+            0x3F808000,  # tie, even upper half: stays 0x3F80
+            0x3F818000,  # tie, odd upper half: rounds up to 0x3F82
+            0x3F808001,  # just above a tie: rounds up
+            0xBF817FFF,  # just below a tie: rounds down
+            0x7F7FFFFF,  # largest float32: rounds to inf
+            0x7F800001,  # NaN whose payload sits in the dropped bits
+            0x80000000,  # -0.0
+        ],
+        np.uint32,
+    )
+    out = decode(Precision.BFLOAT16, bits.view(np.float32)).view(np.uint32)
+    expected = [0x3F800000, 0x3F820000, 0x3F810000, 0xBF810000, 0x7F800000, None, 0x80000000]
+    for got, want in zip(out.tolist(), expected, strict=True):
+        if want is None:
+            assert got & 0x7F800000 == 0x7F800000
+            assert got & 0x007FFFFF
+        else:
+            assert got == want
+
+
 @SETTINGS
 @given(float_arrays(["float32", "float64"]))
 def test_float16_rounds_like_a_float16_cast(a: npt.NDArray[Any]) -> None:

@@ -320,3 +320,32 @@ def test_header_fields_are_validated() -> None:
         with pytest.raises(TensorFrameError, match=reason):
             dec.feed(reseal(bytes(bad)))
     assert int(Kind.KEYFRAME) == good[1]
+
+
+@pytest.mark.parametrize(
+    ("codec", "body", "reason"),
+    [
+        (Codec.SPARSE_BITMAP, b"\x01\x04" + b"\x07\x07", "past the end"),
+        (Codec.SPARSE_BITMAP, b"\x00\x00" + b"\x07", "marks no element"),
+        (Codec.SPARSE_BITMAP, b"\x03\x00" + b"\x07", "value bytes for 2 elements"),
+        (Codec.SPARSE_GAPS, b"\x02\x00\x00\x00\x00\xff" + b"\x07", "must end"),
+        (Codec.SPARSE_GAPS, b"\x01\x00\x00\x00\x14" + b"\x07", "reaches element 20"),
+        (Codec.SPARSE_GAPS, b"\x64\x00\x00\x00\x00" + b"\x07", "runs past"),
+        (Codec.UNCHANGED, None, "UNCHANGED delta with a payload"),
+        (Codec.RAW, b"\x00" * 9, "raw payload has 9 bytes"),
+    ],
+)
+def test_inconsistent_sparse_payloads_are_rejected(
+    codec: Codec, body: bytes | None, reason: str
+) -> None:
+    enc, dec = TensorEncoder(2), TensorDecoder(2)
+    dec.feed(enc.encode(np.zeros(10, np.uint8))[0])
+    payload = b"\x07" if body is None else body
+    if codec in (Codec.SPARSE_BITMAP, Codec.SPARSE_GAPS):
+        payload = zstandard.ZstdCompressor().compress(body or b"")
+    with pytest.raises(TensorFrameError, match=reason):
+        dec.feed(pack_delta(2, 1, 0, codec, Precision.EXACT, payload))
+    assert dec.sequence == 0
+    good = np.zeros(10, np.uint8)
+    good[9] = 1
+    assert dec.feed(enc.encode(good)[0]).tolist() == good.tolist()

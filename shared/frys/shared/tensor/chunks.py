@@ -89,7 +89,8 @@ class ChunkAssembler:
         """Take one chunk frame; returns the whole frame once its last chunk arrives.
 
         Raises :class:`TensorFrameError` (or :class:`TensorLimitError`) for a malformed or
-        oversized chunk, which is then ignored: the sets already held are kept.
+        oversized chunk, which is then ignored: the sets already held are kept. A completed set
+        whose frame does not carry the CRC its chunks name is dropped with the same error.
         """
         self.expire(now)
         view = memoryview(chunk)

@@ -168,10 +168,10 @@ class TensorDecoder:
         return _State(rep, shape, header.fortran, lanes, header.sequence)
 
     def _delta(self, view: memoryview, header: DeltaHeader) -> None:
+        check_crc(view, header)
         state = self._state
         if state is None:
             raise TensorGapError(None, header.base)
-        check_crc(view, header)
         if header.precision is not state.rep.precision:
             raise TensorFrameError(
                 f"delta precision {header.precision.name} differs from the stream's "
