@@ -917,3 +917,27 @@ def test_telemetry_accepts_the_rendered_otel_environment(tmp_path: Path) -> None
         assert tel.tracing
     finally:
         tel.shutdown()
+
+
+@needs_helm
+@pytest.mark.parametrize("files", [(), PROD], ids=["default", "production"])
+def test_install_notes(files: tuple[str, ...]) -> None:
+    result = _helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        *_values_args(files, ""),
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.partition("NOTES:")[2]
+    assert f"statefulset/{GW}" in notes
+    if files:
+        assert "wss://ws.example.com/ws" in notes
+        assert "wss://ws.example.com/gw/<pod-name>/ws" in notes
+        assert "generated secrets" not in notes
+    else:
+        assert f"port-forward svc/{GW} 8080:8080" in notes
+        assert "generated secrets" in notes
