@@ -325,6 +325,42 @@ def test_every_manifest_passes_strict_kubernetes_validation(
     assert custom == (2 if files else 0)  # the production values enable the ServiceMonitors
 
 
+VARIANTS = {
+    "jwks": "auth:\n  mode: jwks\n  jwks: '{\"keys\": []}'\n  keyId: k1\n",
+    "fixed-replicas-no-spread": (
+        "gateway:\n  autoscaling:\n    enabled: false\n  podAntiAffinity: none\n"
+        "  topologySpread:\n    enabled: false\n  pdb:\n    enabled: false\n"
+    ),
+    "plain-ingress-with-api": (
+        "ingress:\n  enabled: true\n  host: ws.internal\n  nginx: false\n"
+        "  exposePublishApi: true\n  pathType: Exact\n"
+    ),
+    "single-nats-no-router-rbac": (
+        "nats:\n  replicas: 1\n  podAntiAffinity: hard\nrouter:\n  rbac:\n    create: false\n"
+    ),
+    "load-balancer-extras": (
+        "gateway:\n  service:\n    type: LoadBalancer\n    loadBalancerSourceRanges: [10.0.0.0/8]\n"
+        "  extraEnv:\n    - name: FRYS_PING_INTERVAL_S\n      value: '30'\n"
+        "  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n"
+        "        nodeSelectorTerms:\n          - matchExpressions:\n"
+        "              - {key: pool, operator: In, values: [realtime]}\n"
+        "  tolerations: [{key: realtime, operator: Exists, effect: NoSchedule}]\n"
+        "  preStop:\n    useExec: true\n"
+    ),
+}
+
+
+@needs_helm
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_value_variants_render_valid_manifests(variant: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    docs = render(overrides=VARIANTS[variant])
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) not in CUSTOM_KINDS:
+            kv.validate(doc, KUBE_VERSIONS[-1], strict=True)
+    assert len(find(docs, "StatefulSet")) == 2  # gateways and NATS
+
+
 @needs_helm
 def test_strict_validation_would_catch_a_broken_manifest() -> None:
     """The validator is not a no-op: a typo'd field and a wrong type are both reported."""
