@@ -10,6 +10,10 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "durability": ("frys.loadtest.durability", "events through gateway/NATS failures (soak)"),
     "tensor": ("frys.loadtest.tensor_bench", "tensor codecs vs zstd and blosc2"),
     "placement": ("frys.loadtest.placement_sim", "router placement simulation"),
+    "fanout": ("frys.loadtest.fanout", "deliveries/s and latency of a broadcast (--vs peers)"),
+    "latency": ("frys.loadtest.latency", "latency percentiles at a fixed rate (--vs peers)"),
+    "connect": ("frys.loadtest.connect", "connection storm and connect+auth latency"),
+    "idle": ("frys.loadtest.idle", "memory per idle connection and loop stalls while ramping"),
 }
 
 

@@ -1,0 +1,77 @@
+"""Facts about server processes read from ``/proc``: resident memory, CPU time, threads
+and children, and pinning a process (every thread of it) to cores."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``."""
+    found: list[int] = []
+    task_dir = Path(f"/proc/{pid}/task")
+    with contextlib.suppress(OSError):
+        for task in task_dir.iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children(p)
+    return out
+
+
+def rss_kb(pids: Iterable[int]) -> int:
+    """Sum of VmRSS (kB) over ``pids``."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds used so far by ``pids`` (all their threads)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def pin_tree(pid: int, cpus: Sequence[int]) -> bool:
+    """Pin every thread of ``pid`` and of its descendants to ``cpus``."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return False
+    ok = True
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                try:
+                    os.sched_setaffinity(int(tid), set(cpus))
+                except OSError:
+                    ok = False
+    return ok
+
+
+def pin_self(cpus: Sequence[int]) -> None:
+    """For ``preexec_fn``: pin the starting child before it runs anything."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, set(cpus))
