@@ -188,13 +188,17 @@ class Frys:
 
     def fork(self) -> Frys:
         """An independent copy, to try a join and a leave from the same state."""
-        return copy.deepcopy(self)
+        twin = copy.copy(self)
+        twin._placer = self._placer.copy()
+        twin._health = dict(self._health)
+        twin._rng = np.random.default_rng(self._rng.integers(1 << 62))
+        return twin
 
     def full_placement_seconds(self, gateways: Sequence[str], repeats: int = 1) -> float:
         """Best time to place everything from scratch, the graph already known."""
         best = float("inf")
         for _ in range(repeats):
-            fresh = Placer(self._config, copy.deepcopy(self._placer.graph))
+            fresh = Placer(self._config, self._placer.graph.copy())
             fresh.set_gateways(dict.fromkeys(gateways, GatewayHealth.ACTIVE))
             start = time.perf_counter()
             fresh.plan(self._placer.graph.now or 0.0)

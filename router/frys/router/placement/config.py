@@ -22,7 +22,7 @@ class PlacementConfig:
     """No gateway is ever left above this multiple of the mean: one above it sheds just
     enough to get under it. Between the caps a gateway is left alone, to move no client
     without need."""
-    low: float = 0.80
+    low: float = 0.70
     """A gateway below this multiple of the mean pulls units towards it (a joiner)."""
     tolerance: float = 0.02
     """Slack, as a multiple of the mean, when filling a gateway up to the mean."""
@@ -35,7 +35,7 @@ class PlacementConfig:
     """Connections (share of all) that elective moves and drains may touch per round."""
     home_stickiness: float = 1.25
     """An agent changes home workflow only when the new tie is this much stronger."""
-    merge_below: float = 0.90
+    merge_below: float = 0.75
     """A split workflow is cut into fewer parts only once it fits this share of the
     caps of the fewer parts, so a workflow at the limit is not split and joined in turn."""
     min_split_size: int = 50

@@ -66,6 +66,14 @@ class InteractionGraph:
             self._peers = _decayed(self._peers, factor, self._prune_below)
         self._now = now
 
+    def copy(self) -> InteractionGraph:
+        """An independent copy (the rows are copied, nothing is shared that changes)."""
+        twin = InteractionGraph(self._half_life, self._prune_below, self._sub_weight)
+        twin._now = self._now
+        twin._ties = {k: dict(row) for k, row in self._ties.items()}
+        twin._peers = {k: dict(row) for k, row in self._peers.items()}
+        return twin
+
     # --- reading ------------------------------------------------------------------------
     def agents(self) -> set[AgentId]:
         """Every agent with at least one live tie."""

@@ -28,7 +28,7 @@ from frys.router.placement.capacity import Capacity
 from frys.router.placement.model import GatewayHealth, GatewayId, Move, MoveReason, UnitId
 from frys.router.placement.ring import BoundedRing
 
-_AFFINITY_PASSES = 8
+_AFFINITY_PASSES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,9 @@ class _Packer:
             return True
         if dwell and unit in self.inp.pinned:
             return False
-        over = self.spent > 0 and self.spent + self.size[unit] > self.inp.budget
+        # the first move of a round may exceed a positive budget, so no unit is too big to move
+        first = self.spent == 0 and self.inp.budget > 0
+        over = self.spent + self.size[unit] > self.inp.budget and not first
         return not (budget and over)
 
     def _affinity(self, unit: UnitId) -> dict[GatewayId, float]:
@@ -182,17 +184,28 @@ class _Packer:
                     self._put(unit, target)
 
     def _place_whole(self, batch: list[UnitId]) -> bool:
-        """Put a group's homeless units on one gateway when they fit together."""
+        """Put a group's homeless units on one gateway when they fit together: where they
+        talk to most, else where their group is; where the ring says only when they talk
+        more among themselves than to placed units (else they follow those one by one)."""
         total = sum(self.size[u] for u in batch)
         walk = self.inp.ring.walk(batch[0])
         position = {g: i for i, g in enumerate(walk)}
         presence = self.presence.get(self.inp.groups.get(batch[0], -1), {})
-        liked = sorted(
-            (g for g, n in presence.items() if n > 0), key=lambda g: (-presence[g], position[g])
+        aff: dict[GatewayId, float] = {}
+        for unit in batch:
+            for gateway, w in self._affinity(unit).items():
+                aff[gateway] = aff.get(gateway, 0.0) + w
+        liked = [g for g in walk if aff.get(g, 0.0) > 0 or presence.get(g, 0) > 0]
+        liked.sort(key=lambda g: (-aff.get(g, 0.0), -presence.get(g, 0), position[g]))
+        tiers = [(liked, self.cap.fill)]
+        members = set(batch)
+        inner = sum(
+            w for u in batch for v, w in self.inp.adjacency.get(u, {}).items() if v in members
         )
-        limits = (self.cap.fill,) if liked else (self.cap.mean + self.cap.tolerance, self.cap.fill)
-        for limit in limits:
-            for gateway in liked or walk:
+        if inner >= sum(aff.values()):  # they talk more among themselves: keep them together
+            tiers += [(walk, self.cap.mean + self.cap.tolerance), (walk, self.cap.fill)]
+        for candidates, limit in tiers:
+            for gateway in candidates:
                 if self.load[gateway] + total <= limit:
                     for unit in batch:
                         self._put(unit, gateway)
@@ -323,7 +336,10 @@ class _Packer:
                 if gain <= 0 or gain < self.inp.min_gain * sum(neighbours.values()):
                     continue
                 size = self.size[unit]
-                crowded = self.load[best] + size > self.cap.mean + self.cap.tolerance
+                # a unit placed this round may fill a gateway to the fill cap like any
+                # placement; one already placed only goes where the load stays near the mean
+                room = self.cap.fill if unit in self.fresh else self.cap.mean + self.cap.tolerance
+                crowded = self.load[best] + size > room
                 if crowded or self.load[here] - size < self.cap.low:
                     continue
                 self._move(unit, best, MoveReason.AFFINITY)

@@ -114,6 +114,19 @@ class Placer:
             else:
                 self._located[agent] = gateway
 
+    def copy(self) -> Placer:
+        """An independent copy, e.g. to preview what draining a gateway would move."""
+        twin = Placer(self._config, self._graph.copy())
+        twin._health = dict(self._health)
+        twin._ring = self._ring  # never changed in place, only replaced
+        twin._table = self._table  # immutable
+        twin._units = self._units  # immutable
+        twin._located = dict(self._located)
+        twin._moved_at = dict(self._moved_at)
+        twin._routed = dict(self._routed)
+        twin._routed_load = Counter(self._routed_load)
+        return twin
+
     # --- answers -------------------------------------------------------------------------
     def route(self, agent: AgentId, workflow: WorkflowId | None = None) -> GatewayId:
         """Gateway for a connecting client; remembered until the next plan."""
@@ -146,7 +159,7 @@ class Placer:
         config = self._config
         self._graph.advance(now)
         capacity = Capacity.for_load(len(self._graph.agents()), len(active), config)
-        units = build_units(self._graph, capacity, config, self._units)
+        units = build_units(self._graph, capacity, config, self._units, self._located)
         adjacency = unit_graph(units, self._graph)
         groups = affinity_groups(adjacency, config.seed, config.resolution)
         current = self._current(units)

@@ -3,8 +3,9 @@
 Every agent gets a home workflow, its strongest tie (subscriptions dominate), and a
 workflow's home members form one unit: its broadcasts then reach one gateway. A
 workflow bigger than a gateway's fill cap is cut into parts along its sub-teams. An agent
-tied to no workflow joins the unit it messages most, or stands alone. Homes, parts and
-attachments are sticky, so noise in the counts does not reshuffle anyone.
+tied to no workflow joins the unit of the members it messages most, or stands alone (the
+affinity groups then keep it near whom it talks to). Homes, parts and attachments are
+sticky, so noise in the counts does not reshuffle anyone.
 """
 
 from __future__ import annotations
@@ -70,8 +71,14 @@ def build_units(
     capacity: Capacity,
     config: PlacementConfig,
     previous: Units | None = None,
+    located: Mapping[AgentId, str] | None = None,
 ) -> Units:
-    """Units for every agent in ``graph``; ``previous`` (last round) keeps choices sticky."""
+    """Units for every agent in ``graph``; ``previous`` (last round) keeps choices sticky.
+
+    ``located`` (agent → gateway) stands in for ``previous`` when a workflow already spread
+    over gateways has no remembered cut, as after a router restart: the cut then follows
+    where its members are instead of moving them.
+    """
     before = previous or Units()
     agents = sorted(graph.agents())
 
@@ -97,7 +104,9 @@ def build_units(
             ids = [workflow_unit_id(workflow)]
             kind = UnitKind.WORKFLOW
         else:
-            earlier = _previous_parts(before, workflow, group)
+            earlier = _previous_parts(before, workflow, group) or _parts_by_location(
+                group, count, located or {}
+            )
             limit = part_limit(len(group), count, config.part_slack, capacity.fill)
             cut = split_members(group, count, limit, graph.peers, earlier, config.seed)
             ids = [part_unit_id(workflow, i) for i in range(count)]
@@ -108,12 +117,13 @@ def build_units(
         parts[workflow] = tuple(ids)
 
     attached: dict[UnitId, set[AgentId]] = {}
+    member_unit = dict(unit_of)  # loners attach to members' units, not to each other
     for agent in agents:
         if agent in home:
             continue
         weights: dict[UnitId, float] = {}
         for peer, w in graph.peers(agent).items():
-            peer_unit = unit_of.get(peer)
+            peer_unit = member_unit.get(peer)
             if peer_unit is not None:
                 weights[peer_unit] = weights.get(peer_unit, 0.0) + w
         joined = choose_home(weights, before.unit_of.get(agent), config.home_stickiness)
@@ -139,3 +149,18 @@ def _previous_parts(before: Units, workflow: WorkflowId, group: list[AgentId]) -
         if unit is not None and unit.kind is UnitKind.PART and unit.workflow == workflow:
             earlier[agent] = unit.index
     return earlier
+
+
+def _parts_by_location(
+    group: list[AgentId], count: int, located: Mapping[AgentId, str]
+) -> dict[AgentId, int]:
+    """Part index by gateway, most populated first, when the members sit on several."""
+    on: dict[str, list[AgentId]] = {}
+    for agent in group:
+        gateway = located.get(agent)
+        if gateway is not None:
+            on.setdefault(gateway, []).append(agent)
+    if len(on) < 2:
+        return {}
+    ranked = sorted(on, key=lambda g: (-len(on[g]), g))[:count]
+    return {agent: index for index, g in enumerate(ranked) for agent in on[g]}
