@@ -23,12 +23,12 @@ import json
 from dataclasses import dataclass, field
 
 from frys.gateway.wsframe import binary_frame
+from frys.loadtest.wsraw import OP_BINARY, OP_TEXT, Counting, RawWs, WsClosed, mask_frame
 from frys.shared.protocol import frames as f
 from frys.shared.protocol.channels import parse_channel
 from frys.shared.protocol.codec import decode_msgpack, encode_msgpack, pack_data
 from frys.shared.protocol.delivery import MessageTemplate
 from frys.shared.protocol.subjects import Subjects
-from frys.loadtest.wsraw import OP_BINARY, OP_TEXT, Counting, RawWs, WsClosed, mask_frame
 
 PUBLISHER_NAME = "engine"
 """``from`` of every Frys benchmark message: the backend helper's default name."""
@@ -101,7 +101,8 @@ class Dialect:
             _op, data = await ws.recv(timeout_s)
             if not data.startswith(b"INFO "):
                 raise ProtocolError(f"expected INFO, got {data[:40]!r}")
-            options = {"verbose": False, "pedantic": False, "protocol": 1, "headers": False}
+            # protocol 0: no asynchronous INFO updates that would land among the messages.
+            options = {"verbose": False, "pedantic": False, "protocol": 0, "headers": False}
             ws.send(b"CONNECT " + json.dumps(options).encode() + b"\r\nPING\r\n")
             await _nats_pong(ws, timeout_s)
         else:
@@ -220,10 +221,10 @@ async def _nats_pong(ws: RawWs, timeout_s: float) -> None:
         _op, data = await ws.recv(timeout_s)
         if data.startswith(b"-ERR"):
             raise ProtocolError(data.decode(errors="replace").strip())
-        if data.endswith(b"PONG\r\n"):
-            return
         if b"PING\r\n" in data:
             ws.send(b"PONG\r\n")
+        if b"PONG\r\n" in data:
+            return
 
 
 __all__ = ["Dialect", "ProtocolError", "WsClosed", "socketio_event"]

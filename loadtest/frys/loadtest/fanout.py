@@ -155,8 +155,10 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
             continue
         n = int(count)
         total += n
-        frames = [fr.split(" (")[0] + " (" + fr.split(" (")[1].split(":")[0] + ")"
-                  if " (" in fr else fr for fr in stack.split(";")]
+        frames = [
+            fr.split(" (")[0] + " (" + fr.split(" (")[1].split(":")[0] + ")" if " (" in fr else fr
+            for fr in stack.split(";")
+        ]
         self_n[frames[-1]] += n
         for fr in set(frames):
             incl_n[fr] += n
@@ -179,7 +181,9 @@ async def measure_fanout(
     parts = split(conns, loadgen.size)
     sources = source_hosts(len(conns))
     t0 = time.monotonic()
-    run.say(f"{name}: opening {len(conns) + 1} subscriber connections on {len(channels)} channel(s)")
+    run.say(
+        f"{name}: opening {len(conns) + 1} subscriber connections on {len(channels)} channel(s)"
+    )
     opened = await loadgen.each(
         "open",
         [
@@ -233,7 +237,7 @@ async def measure_fanout(
         n_a, t_a = await _snap(loadgen, pacer_ws)
         sent_a = stats.sent
         ma = await frys.metrics() if frys else {}
-        usage = Usage(target)
+        usage = Usage(target, loadgen.pids)
         profile_path = run.out_dir / f"{name}-profile.txt"
         if cfg.profile and frys is not None:
             run.out_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +300,9 @@ async def measure_fanout(
     }
     closed = [c for r in results for c in r["closed"]]
     if closed or pacer_ws.closed:
-        out["closed_connections"] = closed[:5] + ([pacer_ws.close_reason] if pacer_ws.closed else [])
+        out["closed_connections"] = closed[:5] + (
+            [pacer_ws.close_reason] if pacer_ws.closed else []
+        )
     pacer_ws.close()
     if frys is not None:
         mend = await frys.metrics()

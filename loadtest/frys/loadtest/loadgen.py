@@ -291,9 +291,7 @@ def raise_nofile(wanted: int) -> int:
 class LoadGen:
     """``processes`` load processes pinned to ``cpus``."""
 
-    def __init__(
-        self, processes: int, cpus: Sequence[int] = (), *, nice: int = 0, nofile: int = 0
-    ):
+    def __init__(self, processes: int, cpus: Sequence[int] = (), *, nice: int = 0, nofile: int = 0):
         ctx = multiprocessing.get_context("spawn")
         self.pipes: list[multiprocessing.connection.Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
@@ -310,6 +308,10 @@ class LoadGen:
     @property
     def size(self) -> int:
         return len(self.pipes)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.pid is not None]
 
     async def _call(self, pipe: multiprocessing.connection.Connection, op: str, *args: Any) -> Any:
         pipe.send((op, args))

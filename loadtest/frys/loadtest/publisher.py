@@ -88,12 +88,14 @@ class WsPublisher:
             raise ConnectionError(f"publisher connection closed: {self.ws.close_reason}")
         transport.write(self.dialect.publish_frame(channel, payload))
         if transport.get_write_buffer_size() > 1 << 20:
-            while transport.get_write_buffer_size() > 1 << 18 and not self.ws.closed:
-                await asyncio.sleep(0.001)
+            await self.flush(1 << 18)
 
-    async def flush(self) -> None:
+    async def flush(self, below: int = 1) -> None:
+        """Wait until less than ``below`` bytes wait in the socket's buffer."""
         transport = self.ws.transport
-        while transport is not None and transport.get_write_buffer_size() and not self.ws.closed:
+        for _ in range(60_000):  # at most a minute
+            if transport is None or self.ws.closed or transport.get_write_buffer_size() < below:
+                return
             await asyncio.sleep(0.001)
 
     async def close(self) -> None:

@@ -130,7 +130,9 @@ def plot(
     if latency_key:
         ax1 = axes[1]
         width = 0.27
-        for j, (pct, label) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"), ("p99_9_ms", "p99.9"))):
+        for j, (pct, label) in enumerate(
+            (("p50_ms", "p50"), ("p99_ms", "p99"), ("p99_9_ms", "p99.9"))
+        ):
             ys = [_number(lookup(results[n], f"{latency_key}.{pct}")) or 0.0 for n in names]
             ax1.bar([i + (j - 1) * width for i in range(len(names))], ys, width, label=label)
         ax1.set_xticks(range(len(names)), names, rotation=30)

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +55,11 @@ def assign_cores(args: argparse.Namespace) -> Cores:
     if args.no_pin or len(usable) < 2:
         return Cores([], [])
     server = [int(c) for c in args.server_cpus.split(",") if c.strip()] or usable[:1]
-    load = [int(c) for c in args.load_cpus.split(",") if c.strip()] or [
-        c for c in usable if c not in server
-    ] or usable
+    load = (
+        [int(c) for c in args.load_cpus.split(",") if c.strip()]
+        or [c for c in usable if c not in server]
+        or usable
+    )
     return Cores(server, load)
 
 
@@ -162,25 +164,34 @@ async def each_target(
 class Usage:
     """CPU seconds and memory of a target's server and helper processes over a window."""
 
-    def __init__(self, target: Target):
+    def __init__(self, target: Target, load_pids: Sequence[int] = ()):
         self.target = target
+        self.load_pids = [os.getpid(), *load_pids]
         self.t0 = time.monotonic()
         self.server0 = cpu_seconds(target.server_pids())
         self.aux0 = cpu_seconds(target.aux_pids())
+        self.load0 = cpu_seconds(self.load_pids)
 
     def read(self) -> dict[str, float]:
         dt = max(1e-9, time.monotonic() - self.t0)
         server = cpu_seconds(self.target.server_pids()) - self.server0
         aux = cpu_seconds(self.target.aux_pids()) - self.aux0
-        out = {
+        load = cpu_seconds(self.load_pids) - self.load0
+        out: dict[str, Any] = {
             "seconds": round(dt, 3),
             "server_cpu_s": round(server, 3),
             "server_cpu_pct": round(100 * server / dt, 1),
             "server_rss_mb": round(rss_kb(self.target.server_pids()) / 1024, 1),
+            "load_cpu_pct": round(100 * load / dt, 1),
         }
         if self.target.aux_pids():
             out["nats_cpu_s"] = round(aux, 3)
             out["nats_cpu_pct"] = round(100 * aux / dt, 1)
+        if out["server_cpu_pct"] < 85 * max(1, len(self.target.server_cpus) or 1):
+            out["bound"] = (
+                "the server was not saturated: the figure is bounded by the load, the "
+                "pacing window, or other work on a shared core"
+            )
         return out
 
 

@@ -278,30 +278,29 @@ def make_target(
     frys_env: dict[str, str] | None = None,
 ) -> Target:
     """A target by its ``--vs`` name."""
-    common = {"server_cpus": server_cpus, "aux_cpus": aux_cpus}
+    sc, ac = list(server_cpus), list(aux_cpus)
     if name == "frys":
-        return FrysTarget(
-            name, **common, stored=stored, workers=workers, env=dict(frys_env or {})
-        )
+        return FrysTarget(name, sc, ac, stored=stored, workers=workers, env=dict(frys_env or {}))
     if name == "aiohttp":
-        return PythonPeer(name, **common, module="frys.loadtest.peers.aiohttp_peer")
+        return PythonPeer(name, sc, ac, module="frys.loadtest.peers.aiohttp_peer")
     if name == "aiohttp-once":
         return PythonPeer(
-            name, **common, module="frys.loadtest.peers.aiohttp_peer", args=("--mode", "once")
+            name, sc, ac, module="frys.loadtest.peers.aiohttp_peer", args=("--mode", "once")
         )
     if name == "python-socketio":
         return PythonPeer(
             name,
-            **common,
+            sc,
+            ac,
             module="frys.loadtest.peers.socketio_peer",
             dialect=Dialect("socketio"),
         )
     if name == "ws":
-        return NodePeer(name, **common, script="ws_peer.js")
+        return NodePeer(name, sc, ac, script="ws_peer.js")
     if name == "socket.io":
-        return NodePeer(name, **common, script="socketio_peer.js", dialect=Dialect("socketio"))
+        return NodePeer(name, sc, ac, script="socketio_peer.js", dialect=Dialect("socketio"))
     if name == "nats-ws":
-        return NatsWsTarget(name, **common)
+        return NatsWsTarget(name, sc, ac)
     raise ValueError(f"unknown target {name!r}; choose from {', '.join(ALL_TARGETS)}")
 
 

@@ -21,7 +21,8 @@ from aiohttp import WSMsgType, web
 
 from frys.gateway.wsframe import binary_frame
 
-ROOMS: web.AppKey[dict[str, set[web.WebSocketResponse]]] = web.AppKey("rooms")
+Rooms = defaultdict[str, set[web.WebSocketResponse]]
+ROOMS: web.AppKey[Rooms] = web.AppKey("rooms")
 MODE: web.AppKey[str] = web.AppKey("mode")
 
 
@@ -71,7 +72,8 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
 
 def build_app(mode: str) -> web.Application:
     app = web.Application()
-    app[ROOMS] = defaultdict(set)
+    rooms: Rooms = defaultdict(set)
+    app[ROOMS] = rooms
     app[MODE] = mode
     app.router.add_get("/ws", ws_handler)
     return app
@@ -88,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
-        build_app(args.mode), host=args.host, port=args.port, access_log=None, print=None,
+        build_app(args.mode),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
         backlog=4096,
     )
     return 0

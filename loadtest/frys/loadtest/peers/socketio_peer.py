@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
-        build_app(args.ping_interval_s), host=args.host, port=args.port, access_log=None,
-        print=None, backlog=4096,
+        build_app(args.ping_interval_s),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+        backlog=4096,
     )
     return 0
 
