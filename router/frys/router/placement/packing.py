@@ -81,6 +81,7 @@ class _Packer:
         self.assign: dict[UnitId, GatewayId] = {}
         self.origin: dict[UnitId, GatewayId | None] = {}
         self.fresh: set[UnitId] = set()
+        self.homeless: set[UnitId] = set()
         self.reason: dict[UnitId, MoveReason] = {}
         self.spent = 0
 
@@ -137,6 +138,7 @@ class _Packer:
             else:
                 homeless.append(unit)
         self.fresh.update(homeless)
+        self.homeless.update(homeless)
         for unit in homeless:
             if self.origin[unit] is not None:
                 self.reason[unit] = MoveReason.EVACUATE
@@ -336,9 +338,12 @@ class _Packer:
                 if gain <= 0 or gain < self.inp.min_gain * sum(neighbours.values()):
                     continue
                 size = self.size[unit]
-                # a unit placed this round may fill a gateway to the fill cap like any
-                # placement; one already placed only goes where the load stays near the mean
-                room = self.cap.fill if unit in self.fresh else self.cap.mean + self.cap.tolerance
+                # a unit that had no gateway may fill one to the fill cap like any placement;
+                # one that had (even if balanced away this round) only goes where the load
+                # stays near the mean, so it never undoes a balance move
+                room = (
+                    self.cap.fill if unit in self.homeless else self.cap.mean + self.cap.tolerance
+                )
                 crowded = self.load[best] + size > room
                 if crowded or self.load[here] - size < self.cap.low:
                     continue
