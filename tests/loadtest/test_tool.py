@@ -57,6 +57,7 @@ def test_fanout_counts_every_delivery_against_frys_and_aiohttp(tmp_path: Path) -
         assert result["deliveries_per_s"] > 0
         assert result["ingest_per_s"] > 0
         assert result["lost"] == 0
+        assert result["misaligned_connections"] == 0
         assert result["delivered"] == result["expected_deliveries"] == result["published"] * 20
         assert result["per_connection_min"] == result["per_connection_max"] == result["published"]
         latency = result["latency"]

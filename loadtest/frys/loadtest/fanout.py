@@ -294,6 +294,7 @@ async def measure_fanout(
         "lost": expected - delivered,
         "per_connection_min": min([r["per_conn_min"] for r in results] + [pacer_ws.messages]),
         "per_connection_max": max([r["per_conn_max"] for r in results] + [pacer_ws.messages]),
+        "misaligned_connections": sum(r["misaligned"] for r in results),
         "latency": percentiles(hist),
         "usage": used,
         "deliveries_per_server_cpu_s": round((n_b - n_a) / max(1e-9, used["server_cpu_s"])),

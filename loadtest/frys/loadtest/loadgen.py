@@ -167,6 +167,9 @@ def _result(state: _State) -> dict[str, Any]:
         **_snap(state),
         "per_conn_min": min(per, default=0),
         "per_conn_max": max(per, default=0),
+        "misaligned": sum(
+            1 for ws in state.conns if ws.counting is not None and ws.nbytes % ws.counting.unit
+        ),
         "closed": [ws.close_reason for ws in state.conns if ws.closed][:5],
         "hist": state.hist.encode(),
     }

@@ -53,6 +53,20 @@ def package_version(name: str) -> str:
         return ""
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured, and whether the gateway's or shared code had local changes."""
+    root = Path(__file__).resolve().parents[3]
+    head = _first_line(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--", "gateway", "shared"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout.split("\n")
+    return {"commit": head, "uncommitted_gateway_or_shared_files": [d[3:] for d in dirty if d]}
+
+
 def facts() -> dict[str, Any]:
     """CPU, cores, memory, kernel, load and the versions of everything benchmarked."""
     node = shutil.which("node")
@@ -72,6 +86,7 @@ def facts() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "node": _first_line([node, "--version"]) if node else "",
         "nats_server": nats,
+        "source": source_state(),
         "packages": {
             p: package_version(p)
             for p in ("aiohttp", "uvloop", "nats-py", "msgpack", "python-socketio")

@@ -55,6 +55,18 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / _TICK
 
 
+def runqueue_wait_seconds(pids: Iterable[int]) -> float:
+    """Seconds the threads of ``pids`` were runnable but waited for a core (schedstat):
+    time the server wanted and other work on its core took."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def pin_tree(pid: int, cpus: Sequence[int]) -> bool:
     """Pin every thread of ``pid`` and of its descendants to ``cpus``."""
     if not cpus or not hasattr(os, "sched_setaffinity"):

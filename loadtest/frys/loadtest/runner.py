@@ -17,7 +17,7 @@ from typing import Any
 
 from frys.loadtest import machine, report
 from frys.loadtest.loadgen import LoadGen, pin, raise_nofile
-from frys.loadtest.procinfo import cpu_seconds, rss_kb
+from frys.loadtest.procinfo import cpu_seconds, rss_kb, runqueue_wait_seconds
 from frys.loadtest.targets import Target, TargetUnavailable, make_target, parse_targets
 
 
@@ -169,28 +169,37 @@ class Usage:
         self.load_pids = [os.getpid(), *load_pids]
         self.t0 = time.monotonic()
         self.server0 = cpu_seconds(target.server_pids())
+        self.wait0 = runqueue_wait_seconds(target.server_pids())
         self.aux0 = cpu_seconds(target.aux_pids())
         self.load0 = cpu_seconds(self.load_pids)
 
     def read(self) -> dict[str, float]:
         dt = max(1e-9, time.monotonic() - self.t0)
         server = cpu_seconds(self.target.server_pids()) - self.server0
+        wait = runqueue_wait_seconds(self.target.server_pids()) - self.wait0
         aux = cpu_seconds(self.target.aux_pids()) - self.aux0
         load = cpu_seconds(self.load_pids) - self.load0
         out: dict[str, Any] = {
             "seconds": round(dt, 3),
             "server_cpu_s": round(server, 3),
             "server_cpu_pct": round(100 * server / dt, 1),
+            "server_waiting_for_cpu_pct": round(100 * wait / dt, 1),
             "server_rss_mb": round(rss_kb(self.target.server_pids()) / 1024, 1),
             "load_cpu_pct": round(100 * load / dt, 1),
         }
         if self.target.aux_pids():
             out["nats_cpu_s"] = round(aux, 3)
             out["nats_cpu_pct"] = round(100 * aux / dt, 1)
-        if out["server_cpu_pct"] < 85 * max(1, len(self.target.server_cpus) or 1):
+        cores = max(1, len(self.target.server_cpus))
+        if out["server_cpu_pct"] + out["server_waiting_for_cpu_pct"] < 85 * cores:
             out["bound"] = (
-                "the server was not saturated: the figure is bounded by the load, the "
-                "pacing window, or other work on a shared core"
+                "the server was idle part of the time: the figure is bounded by the load "
+                "or the pacing window, not by the server"
+            )
+        elif out["server_waiting_for_cpu_pct"] > 10 * cores:
+            out["bound"] = (
+                "the server was busy but shared its core with other work: per-CPU-second "
+                "figures hold, per-second figures are low"
             )
         return out
 

@@ -94,6 +94,8 @@ class RawWs(asyncio.Protocol):
         self._frag: list[bytes] = []
         self.closed = False
         self.close_reason = ""
+        self.flags: set[str] = set()
+        """Protocol state a dialect keeps on the connection."""
         self.on_text: Callable[[RawWs, int, bytes], bool] | None = None
         """Called for every data frame while parsing; returns True when it consumed it
         (engine.io heartbeats, for instance) so that it is not queued."""
