@@ -214,12 +214,10 @@ class _Packer:
                     return True
         return False
 
-    def _target(self, unit: UnitId, exclude: GatewayId | None = None) -> GatewayId:
+    def _target(self, unit: UnitId) -> GatewayId:
         """Best gateway for one unit: its traffic's, else its group's, else the ring's."""
         size = self.size[unit]
-        walk = [g for g in self.inp.ring.walk(unit) if g != exclude]
-        if not walk:
-            raise ValueError("no gateway to place on")
+        walk = self.inp.ring.walk(unit)
         position = {g: i for i, g in enumerate(walk)}
         aff = self._affinity(unit)
         presence = self.presence.get(self.inp.groups.get(unit, -1), {})
