@@ -9,14 +9,15 @@ from hypothesis import strategies as st
 from frys.router.placement import BoundedRing, NoGatewayError
 
 GATEWAYS = [f"gw-{i}" for i in range(8)]
+RING = BoundedRing(GATEWAYS)
+REVERSED = BoundedRing(reversed(GATEWAYS))
 
 
 @given(key=st.text(min_size=1, max_size=20))
 def test_walk_visits_every_gateway_once_in_a_stable_order(key: str) -> None:
-    ring = BoundedRing(GATEWAYS)
-    walk = ring.walk(key)
+    walk = RING.walk(key)
     assert sorted(walk) == sorted(GATEWAYS)
-    assert walk == BoundedRing(reversed(GATEWAYS)).walk(key)
+    assert walk == REVERSED.walk(key)
 
 
 def test_a_joining_gateway_takes_about_its_share_of_keys_and_only_those() -> None:
