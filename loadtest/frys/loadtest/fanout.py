@@ -46,6 +46,7 @@ COLUMNS = [
     report.Column("latency.p99_ms", "p99 ms", False, 2),
     report.Column("latency.p99_9_ms", "p99.9 ms", False, 2),
     report.Column("usage.server_cpu_pct", "server cpu %", False, 0),
+    report.Column("usage.server_waiting_for_cpu_pct", "waited %", False, 0),
     report.Column("deliveries_per_server_cpu_s", "deliveries/cpu-s"),
     report.Column("frames_per_write", "frames/write", True, 1),
     report.Column("lost", "lost", False),
@@ -144,9 +145,20 @@ def _start_profiler(target: Target, seconds: float, out: Path) -> subprocess.Pop
     )
 
 
+def _frame_name(frame: str, keep_line: bool) -> str:
+    """``func (path/file.py:123)`` → ``func (path/file.py)``, or with the line kept."""
+    if " (" not in frame or keep_line:
+        return frame
+    func, _, where = frame.partition(" (")
+    return f"{func} ({where.split(':')[0].rstrip(')')})"
+
+
 def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    """Self and inclusive sample shares per function (and self per line) from py-spy's
+    collapsed stacks. Time in C code (socket writes, for one) counts as the calling
+    Python line's self time."""
     self_n: Counter[str] = Counter()
+    line_n: Counter[str] = Counter()
     incl_n: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
@@ -155,12 +167,10 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
             continue
         n = int(count)
         total += n
-        frames = [
-            fr.split(" (")[0] + " (" + fr.split(" (")[1].split(":")[0] + ")" if " (" in fr else fr
-            for fr in stack.split(";")
-        ]
-        self_n[frames[-1]] += n
-        for fr in set(frames):
+        frames = stack.split(";")
+        self_n[_frame_name(frames[-1], False)] += n
+        line_n[_frame_name(frames[-1], True)] += n
+        for fr in {_frame_name(x, False) for x in frames}:
             incl_n[fr] += n
     if total == 0:
         return {"samples": 0}
@@ -168,7 +178,12 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
     def share(c: Counter[str]) -> list[tuple[str, float]]:
         return [(k, round(100 * v / total, 1)) for k, v in c.most_common(top)]
 
-    return {"samples": total, "self_pct": share(self_n), "inclusive_pct": share(incl_n)}
+    return {
+        "samples": total,
+        "self_pct": share(self_n),
+        "self_lines_pct": share(line_n),
+        "inclusive_pct": share(incl_n),
+    }
 
 
 async def measure_fanout(

@@ -17,7 +17,12 @@ from typing import Any
 
 from frys.loadtest import machine, report
 from frys.loadtest.loadgen import LoadGen, pin, raise_nofile
-from frys.loadtest.procinfo import cpu_seconds, rss_kb, runqueue_wait_seconds
+from frys.loadtest.procinfo import (
+    cpu_seconds,
+    rss_kb,
+    runqueue_wait_seconds,
+    sys_cpu_seconds,
+)
 from frys.loadtest.targets import Target, TargetUnavailable, make_target, parse_targets
 
 
@@ -170,6 +175,7 @@ class Usage:
         self.t0 = time.monotonic()
         self.server0 = cpu_seconds(target.server_pids())
         self.wait0 = runqueue_wait_seconds(target.server_pids())
+        self.sys0 = sys_cpu_seconds(target.server_pids())
         self.aux0 = cpu_seconds(target.aux_pids())
         self.load0 = cpu_seconds(self.load_pids)
 
@@ -177,6 +183,7 @@ class Usage:
         dt = max(1e-9, time.monotonic() - self.t0)
         server = cpu_seconds(self.target.server_pids()) - self.server0
         wait = runqueue_wait_seconds(self.target.server_pids()) - self.wait0
+        kernel = sys_cpu_seconds(self.target.server_pids()) - self.sys0
         aux = cpu_seconds(self.target.aux_pids()) - self.aux0
         load = cpu_seconds(self.load_pids) - self.load0
         out: dict[str, Any] = {
@@ -184,6 +191,7 @@ class Usage:
             "server_cpu_s": round(server, 3),
             "server_cpu_pct": round(100 * server / dt, 1),
             "server_waiting_for_cpu_pct": round(100 * wait / dt, 1),
+            "server_kernel_share_pct": round(100 * kernel / server, 1) if server > 0 else None,
             "server_rss_mb": round(rss_kb(self.target.server_pids()) / 1024, 1),
             "load_cpu_pct": round(100 * load / dt, 1),
         }
