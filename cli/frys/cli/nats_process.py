@@ -127,6 +127,7 @@ class NatsProcess:
             f'server_name: "{self.name}"',
             f'listen: "{self.host}:{self.port}"',
             f'http: "{self.host}:-1"',
+            "max_payload: 8MB",  # tensor chunks of 1 MiB plus headers fit with room to spare
             "jetstream {",
             f'  store_dir: "{self.store_dir}"',
             "  sync_interval: always" if self.cluster_name else "",

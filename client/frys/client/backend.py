@@ -32,7 +32,9 @@ from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel, workflow_channel
 from frys.shared.protocol.codec import pack_data, unpack_data
 from frys.shared.protocol.control import Outcome, outcome_key, parse_outcome
+from frys.shared.protocol.frames import ENC_TENSOR
 from frys.shared.protocol.subjects import DEFAULT_PREFIX, Subjects
+from frys.shared.tensor import Precision, TensorEncoder
 
 log = logging.getLogger("frys.client.backend")
 
@@ -73,6 +75,10 @@ class Backend:
         self._subs: list[Subscription] = []
         self._kv: KeyValue | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._encoders: dict[tuple[Channel, int], TensorEncoder] = {}
+        self._last_arrays: dict[tuple[Channel, int], Any] = {}
+        self._keyframe_wanted: set[tuple[Channel, int]] = set()
+        self._kf_channels: set[Channel] = set()
         self.executed = 0
         """Commands whose handler ran (retries answered from the record do not count)."""
 
@@ -155,6 +161,66 @@ class Backend:
 
     async def send_to_agent(self, agent_id: str, data: Any) -> None:
         await self.publish(f"agent:{agent_id}", data)
+
+    # --- tensors -------------------------------------------------------------------------
+    async def publish_tensor(
+        self,
+        channel: str,
+        array: Any,
+        *,
+        stream: int = 0,
+        keyframe: bool = False,
+        precision: Precision = Precision.EXACT,
+        max_abs_error: float = 0.0,
+    ) -> None:
+        """Publish a numpy array as a tensor frame (keyframe, then deltas; chunked when
+        large). Relays that need a keyframe ask for one and get it at once."""
+        ch = parse_channel(channel)
+        key = (ch, stream)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            encoder = self._encoders[key] = TensorEncoder(
+                stream, precision=precision, max_abs_error=max_abs_error
+            )
+            await self._serve_keyframe_requests(ch)
+        whole = keyframe or ch.kind is ChannelKind.EVENTS or key in self._keyframe_wanted
+        self._keyframe_wanted.discard(key)
+        self._last_arrays[key] = array
+        for frame in encoder.encode(array, keyframe=whole):
+            await self._publish_tensor_frame(ch, frame)
+
+    async def _publish_tensor_frame(self, ch: Channel, frame: bytes) -> None:
+        headers = self._headers(None)
+        headers[hdr.ENC] = ENC_TENSOR
+        payload = pack_data(frame)
+        if ch.kind is ChannelKind.EVENTS:
+            await self.js.publish(self.subjects.channel(ch), payload, headers=headers)
+        else:
+            await self.nc.publish(self.subjects.live(ch), payload, headers=headers)
+
+    async def _serve_keyframe_requests(self, ch: Channel) -> None:
+        if ch in self._kf_channels:
+            return
+        self._kf_channels.add(ch)
+
+        async def on_request(msg: Msg) -> None:
+            try:
+                wanted = unpack_data(msg.data).get("stream")
+            except Exception:
+                return
+            for key in [k for k in self._encoders if k[0] == ch]:
+                if wanted is not None and key[1] != wanted:
+                    continue
+                array = self._last_arrays.get(key)
+                if array is None:
+                    self._keyframe_wanted.add(key)
+                    continue
+                for frame in self._encoders[key].encode(array, keyframe=True):
+                    await self._publish_tensor_frame(ch, frame)
+
+        self._subs.append(
+            await self.nc.subscribe(self.subjects.keyframe_requests(ch), cb=on_request)
+        )
 
     # --- control ------------------------------------------------------------------------
     async def serve_control(self, handler: Handler, workflow: str = "*") -> None:

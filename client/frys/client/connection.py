@@ -34,6 +34,16 @@ from frys.shared.protocol import frames as f
 from frys.shared.protocol.channels import ChannelKind, parse_channel
 from frys.shared.protocol.codec import CODECS, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, WireCodec
 from frys.shared.protocol.errors import CloseCode, Reconnect, reconnect_policy
+from frys.shared.tensor import (
+    ChunkAssembler,
+    ChunkHeader,
+    Precision,
+    TensorDecoder,
+    TensorEncoder,
+    TensorError,
+    TensorGapError,
+    read_header,
+)
 
 log = logging.getLogger("frys.client")
 
@@ -57,6 +67,8 @@ class Message:
     seq: int | None = None
     from_: str | None = None
     gap: bool = False
+    enc: str | None = None
+    """``tensor`` when ``data`` is a tensor frame (read those with :meth:`Client.tensors`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +140,15 @@ class Subscription:
                     return  # already delivered
                 self.position = f.Position(seq, self.position.epoch)
             gap, self._gap_pending = self._gap_pending, False
-            self._queue.put_nowait(Message(self.channel, frame.data, seq, frame.from_, gap))
+            self._queue.put_nowait(
+                Message(self.channel, frame.data, seq, frame.from_, gap, frame.enc)
+            )
             return
         if self.kind is ChannelKind.STATE and seq is not None:
             if self._last_state_seq is not None and seq <= self._last_state_seq:
                 return
             self._last_state_seq = seq
-        self._queue.put_nowait(Message(self.channel, frame.data, seq, frame.from_))
+        self._queue.put_nowait(Message(self.channel, frame.data, seq, frame.from_, enc=frame.enc))
 
     def _end(self, error: BaseException | None) -> None:
         if self.active:
@@ -210,6 +224,7 @@ class Client:
         self._next_url: str | None = None
         self._closing = False
         self._final_error: BaseException | None = None
+        self._tensor_senders: dict[tuple[str, int], TensorSender] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
     def on_state(self, listener: Callable[[ConnState], None]) -> None:
@@ -486,6 +501,10 @@ class Client:
                 sub = self._subs.pop(frame.ch, None)
                 if sub is not None:
                     sub._end(error_for(frame.code, frame.reason))
+            case f.KeyframeWanted():
+                sender = self._tensor_senders.get((frame.ch, frame.stream))
+                if sender is not None:
+                    sender.keyframe_wanted()
             case f.Pong():
                 self._resolve(frame.id, frame) if frame.id is not None else None
             case _:
@@ -616,17 +635,18 @@ class Client:
         mid: str | None = None,
         timeout: float = 30.0,
         trace: f.TraceContext | None = None,
+        enc: str | None = None,
     ) -> PublishAck:
         """Publish and wait for the gateway's ack. On events and state channels a message
         id is added when missing, so a publish in flight across a reconnect is re-sent and
         stored once."""
         kind = parse_channel(channel).kind
-        stored = kind in (ChannelKind.EVENTS, ChannelKind.STATE)
+        stored = kind is ChannelKind.EVENTS or (kind is ChannelKind.STATE and enc is None)
         if stored and mid is None:
             mid = uuid.uuid4().hex
         tc = trace or current_trace_context()
         ack = await self._call(
-            lambda ref: f.Publish(id=ref, ch=channel, data=data, mid=mid, tc=tc),
+            lambda ref: f.Publish(id=ref, ch=channel, data=data, mid=mid, enc=enc, tc=tc),
             Retry.RESEND if stored else Retry.FAIL,
             timeout=timeout,
         )
@@ -675,6 +695,46 @@ class Client:
         self._token = token
         return ack.exp
 
+    # --- tensors ------------------------------------------------------------------------
+    async def send_tensor(
+        self,
+        channel: str,
+        array: Any,
+        *,
+        stream: int = 0,
+        keyframe: bool = False,
+        precision: Precision = Precision.EXACT,
+        max_abs_error: float = 0.0,
+    ) -> PublishAck:
+        """Send a numpy array on ``channel`` as a tensor frame: a keyframe first, then
+        deltas (whatever changed since the previous array of the same ``stream``), chunked
+        when large. On events channels every array travels whole (a keyframe). Lossless
+        unless ``precision`` asks otherwise."""
+        key = (channel, stream)
+        sender = self._tensor_senders.get(key)
+        if sender is None:
+            sender = self._tensor_senders[key] = TensorSender(
+                self, channel, stream, precision, max_abs_error
+            )
+        return await sender.send(array, keyframe)
+
+    def tensors(self, channel: str, *, stream: int | None = None) -> TensorStream:
+        """The arrays of a channel's tensor streams, decoded, as an async iterator of
+        ``(stream, array)``; gaps are repaired with a keyframe from the gateway."""
+        return TensorStream(self, channel, stream)
+
+    async def tensor_stats(self, channel: str) -> dict[str, Any]:
+        """The gateway's quality figures for a subscribed channel's tensor streams."""
+        ack = await self._call(lambda ref: f.Stats(id=ref, ch=channel), Retry.FAIL)
+        assert isinstance(ack, f.Ack)
+        return dict(ack.data or {})
+
+    async def _resync(self, channel: str, stream: int) -> None:
+        with contextlib.suppress(ClientError, ConnectionLost, asyncio.TimeoutError):
+            await self._call(
+                lambda ref: f.Resync(id=ref, ch=channel, stream=stream), Retry.FAIL, timeout=10
+            )
+
     async def ping(self, timeout: float = 5.0) -> None:
         await self._call(lambda ref: f.Ping(id=ref), Retry.FAIL, timeout=timeout)
 
@@ -689,6 +749,125 @@ def current_trace_context() -> f.TraceContext | None:
     otel_inject(carrier)
     parent = carrier.get("traceparent")
     return f.TraceContext(parent, carrier.get("tracestate")) if parent else None
+
+
+class TensorSender:
+    """One outgoing tensor stream: its encoder and the last array (for keyframe requests)."""
+
+    def __init__(
+        self,
+        client: Client,
+        channel: str,
+        stream: int,
+        precision: Precision,
+        max_abs_error: float,
+    ):
+        self.client = client
+        self.channel = channel
+        self.events = parse_channel(channel).kind is ChannelKind.EVENTS
+        self.encoder = TensorEncoder(stream, precision=precision, max_abs_error=max_abs_error)
+        self.last: Any = None
+        self._want_keyframe = False
+        self._lock = asyncio.Lock()
+
+    def keyframe_wanted(self) -> None:
+        """A relay asked for a keyframe: send one now from the last array."""
+        self._want_keyframe = True
+        if self.last is not None and not self._lock.locked():
+            asyncio.get_running_loop().create_task(self._send_quietly())
+
+    async def _send_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.send(self.last, True)
+
+    async def send(self, array: Any, keyframe: bool) -> PublishAck:
+        async with self._lock:
+            whole = keyframe or self._want_keyframe or self.events
+            self._want_keyframe = False
+            frames = self.encoder.encode(array, keyframe=whole)
+            self.last = array
+            acks = []
+            for frame in frames:
+                acks.append(
+                    asyncio.ensure_future(
+                        self.client.publish(self.channel, frame, enc=f.ENC_TENSOR)
+                    )
+                )
+                await asyncio.sleep(0)  # let other traffic interleave with large tensors
+            done = await asyncio.gather(*acks)
+            return done[-1]
+
+
+class TensorStream:
+    """Decoded arrays of a channel's tensor streams."""
+
+    def __init__(self, client: Client, channel: str, stream: int | None):
+        self.client = client
+        self.channel = channel
+        self.stream = stream
+        self.subscription: Subscription | None = None
+        self.assembler = ChunkAssembler()
+        self.decoders: dict[int, TensorDecoder] = {}
+        self.gaps = 0
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, Any]]:
+        return self._iterate()
+
+    async def start(self) -> TensorStream:
+        """Subscribe now (iterating subscribes too, on first use)."""
+        if self.subscription is None:
+            self.subscription = await self.client.subscribe(self.channel)
+        return self
+
+    async def _iterate(self) -> AsyncIterator[tuple[int, Any]]:
+        await self.start()
+        assert self.subscription is not None
+        async for msg in self.subscription:
+            if msg.enc != f.ENC_TENSOR or not isinstance(msg.data, bytes):
+                continue
+            decoded = self._decode(msg.data)
+            if decoded is not None:
+                yield decoded
+
+    async def next(self, timeout: float | None = None) -> tuple[int, Any]:
+        """The next ``(stream, array)``, waiting at most ``timeout`` seconds."""
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = self._iterate()
+        return await asyncio.wait_for(anext(iterator), timeout)
+
+    _iterator: AsyncIterator[tuple[int, Any]] | None = None
+
+    def _decode(self, data: bytes) -> tuple[int, Any] | None:
+        try:
+            header = read_header(data)
+            frame: bytes | None = data
+            if isinstance(header, ChunkHeader):
+                frame = self.assembler.feed(data, time.monotonic())
+            if frame is None:
+                return None
+            header = read_header(frame)
+            stream_id = header.stream_id
+            if self.stream is not None and stream_id != self.stream:
+                return None
+            decoder = self.decoders.get(stream_id)
+            if decoder is None:
+                decoder = self.decoders[stream_id] = TensorDecoder(stream_id)
+            return stream_id, decoder.feed(frame)
+        except TensorGapError as exc:
+            self.gaps += 1
+            log.debug("tensor gap on %s: %s; asking for a keyframe", self.channel, exc)
+            asyncio.get_running_loop().create_task(
+                self.client._resync(self.channel, read_header(data).stream_id)
+            )
+            return None
+        except TensorError as exc:
+            log.warning("bad tensor frame on %s: %s", self.channel, exc)
+            return None
+
+    async def close(self) -> None:
+        if self.subscription is not None:
+            await self.subscription.unsubscribe()
 
 
 class _Fatal(Exception):

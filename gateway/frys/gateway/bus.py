@@ -95,7 +95,16 @@ class Bus:
                 log.warning("NATS not reachable at %s (%s); retrying", self.config.nats_url, exc)
                 await asyncio.sleep(retry_s)
         self._js = self.nc.jetstream(timeout=5)
-        await self._ensure_resources()
+        # A JetStream cluster may still be electing its leaders: retry until it answers.
+        delay = retry_s
+        while True:
+            try:
+                await self._ensure_resources()
+                break
+            except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+                log.warning("JetStream not ready (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self._connected.set()
 
     async def _ensure_resources(self) -> None:
@@ -183,6 +192,11 @@ class Bus:
         if self._js is None:
             raise BusUnavailable("not connected to NATS")
         return self._js
+
+    @property
+    def max_payload(self) -> int:
+        """Largest message the NATS server accepts (1 MiB until connected)."""
+        return int(self.nc.max_payload or 1024 * 1024) if self.nc.is_connected else 1024 * 1024
 
     @property
     def ready(self) -> bool:

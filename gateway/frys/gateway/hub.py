@@ -30,11 +30,13 @@ from opentelemetry.trace import Span
 
 from frys.gateway.bus import Bus, StoredMsg
 from frys.gateway.metrics import Metrics
+from frys.gateway.tensors import TensorRelay
 from frys.gateway.wsframe import binary_frame, text_frame
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind
+from frys.shared.protocol.codec import pack_data
 from frys.shared.protocol.delivery import MessageTemplate
-from frys.shared.protocol.frames import TraceContext
+from frys.shared.protocol.frames import ENC_TENSOR, TraceContext
 from frys.shared.telemetry import sampled
 
 if TYPE_CHECKING:
@@ -50,6 +52,12 @@ class Subscriber(Protocol):
     binary: bool
 
     def deliver(self, blob: bytes, fanout: Fanout) -> None: ...
+
+    def deliver_tensor(self, frame: bytes, fanout: Fanout) -> None: ...
+
+    def tensor_ready(self) -> bool: ...
+
+    def tensor_conflated(self, fanout: Fanout) -> None: ...
 
     def on_fanout_failed(self, fanout: Fanout, reason: str) -> None: ...
 
@@ -79,6 +87,8 @@ class Entry:
     tc: TraceContext | None
     ts: int | None = None
     """Publish time (ns) on the sampled messages that carry one."""
+    enc: str | None = None
+    """``tensor`` when the data is a tensor frame."""
     span: Span | None = None
     """This gateway's delivery span, on traced messages."""
 
@@ -111,6 +121,7 @@ class Fanout:
         announce the members of a gateway that died)."""
         self.ready = asyncio.Event()
         self.failure: str | None = None
+        self._relay: TensorRelay | None = None
         self._recover_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -124,6 +135,10 @@ class Fanout:
                 assert self.channel.workflow is not None
                 for member in await self.hub.presence_members(self.channel.workflow):
                     self.members[str(member.get("sid"))] = member
+            if self.kind is not ChannelKind.EVENTS and self.kind is not ChannelKind.PRESENCE:
+                # A first subscriber here: any tensor stream on this channel is unknown to
+                # this gateway, so its publishers are asked for keyframes right away.
+                self.hub.request_keyframe(self.channel, None)
             if self.stored:
                 head = await bus.last_stored(self._stream, self._subject)
                 if head is not None:
@@ -177,6 +192,12 @@ class Fanout:
         ts = headers.get(hdr.TS)
         if ts is not None and ts.isdigit():
             entry.ts = int(ts)
+        enc = headers.get(hdr.ENC)
+        if enc is not None:
+            entry.enc = enc
+            if hdr.SEQ not in headers:  # tensor frames stream past the stores
+                self._accept(entry)
+                return
         if tp and self.hub.telemetry is not None and self.hub.telemetry.tracing and sampled(tp):
             entry.span = self.hub.telemetry.deliver_span(
                 headers,
@@ -295,6 +316,8 @@ class Fanout:
     def remove(self, sub: Subscriber) -> bool:
         """Remove a subscriber; True when the channel has none left."""
         self.subscribers.pop(sub, None)
+        if self._relay is not None:
+            self._relay.left(sub)
         return not self.subscribers
 
     # --- framing -------------------------------------------------------------------------
@@ -302,9 +325,9 @@ class Fanout:
         t = self.template
         if binary:
             return b"".join(
-                binary_frame(t.msgpack(e.packed, e.seq, e.from_, e.tc)) for e in entries
+                binary_frame(t.msgpack(e.packed, e.seq, e.from_, e.tc, e.enc)) for e in entries
             )
-        return b"".join(text_frame(t.json(e.packed, e.seq, e.from_, e.tc)) for e in entries)
+        return b"".join(text_frame(t.json(e.packed, e.seq, e.from_, e.tc, e.enc)) for e in entries)
 
     def snapshot_frame(self, binary: bool) -> bytes | None:
         """The current state value, framed, for a joiner or a conflated subscriber."""
@@ -316,6 +339,12 @@ class Fanout:
         entries, self.tick = self.tick, []
         if not entries or self.state is FanoutState.CLOSED:
             return
+        if self.kind is not ChannelKind.EVENTS and any(e.enc == ENC_TENSOR for e in entries):
+            tensors = [e for e in entries if e.enc == ENC_TENSOR]
+            entries = [e for e in entries if e.enc != ENC_TENSOR]
+            self._flush_tensors(tensors)
+            if not entries:
+                return
         blobs: dict[bool, bytes] = {}
         live = 0
         for sub, st in list(self.subscribers.items()):
@@ -338,6 +367,41 @@ class Fanout:
                     e.span.end()
                     e.span = None
 
+    # --- tensor streams ------------------------------------------------------------------
+    @property
+    def relay(self) -> TensorRelay:
+        if self._relay is None:
+            self._relay = TensorRelay(self)
+        return self._relay
+
+    def _flush_tensors(self, entries: list[Entry]) -> None:
+        live = [s for s, st in self.subscribers.items() if st.mode is SubMode.LIVE]
+        relay = self.relay
+        for entry in entries:
+            targets = relay.route(entry.packed, live)
+            if not targets:
+                continue
+            framed: dict[bool, bytes] = {}
+            for sub in targets:
+                frame = framed.get(sub.binary)
+                if frame is None:
+                    frame = framed[sub.binary] = self.frames([entry], sub.binary)
+                sub.deliver_tensor(frame, self)
+            self.hub.metrics.deliveries += len(targets)
+
+    def send_tensor(self, sub: Subscriber, frames: list[bytes]) -> None:
+        """Send tensor frames made here (a relay keyframe) to one subscriber."""
+        for frame in frames:
+            entry = Entry(None, pack_data(frame), None, None, enc=ENC_TENSOR)
+            sub.deliver_tensor(self.frames([entry], sub.binary), self)
+
+    def tensor_joined(self, sub: Subscriber) -> None:
+        if self._relay is not None:
+            self._relay.joined(sub)
+
+    def tensor_resync(self, sub: Subscriber, stream_id: int | None = None) -> bool:
+        return self.relay.resync(sub, stream_id)
+
 
 def _entry_of(stored: StoredMsg) -> Entry:
     tp = stored.headers.get(hdr.TRACEPARENT)
@@ -346,6 +410,7 @@ def _entry_of(stored: StoredMsg) -> Entry:
         stored.data,
         stored.headers.get(hdr.FROM),
         TraceContext(tp, stored.headers.get(hdr.TRACESTATE)) if tp else None,
+        enc=stored.headers.get(hdr.ENC),
     )
 
 
@@ -362,6 +427,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.presence_members: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
         self.telemetry: GatewayTelemetry | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.gateway_id = bus.config.gateway_id
         bus.on_reconnect.append(self._after_reconnect)
 
@@ -390,6 +456,16 @@ class Hub:
     def _forget(self, fan: Fanout) -> None:
         if self.fanouts.get(fan.channel) is fan:
             del self.fanouts[fan.channel]
+
+    def request_keyframe(self, channel: Channel, stream_id: int | None) -> None:
+        """Ask the publishers of ``channel``'s tensor stream (of all of them when
+        ``stream_id`` is ``None``) for a keyframe, over NATS."""
+        subject = self.subjects.keyframe_requests(channel)
+        payload = pack_data({"stream": stream_id})
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(self.bus.publish(subject, payload))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def mark_dirty(self, fan: Fanout) -> None:
         self._dirty.append(fan)

@@ -14,7 +14,10 @@ import logging
 import random
 import secrets
 import time
+from collections import defaultdict
 from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
 
 from frys.gateway.auth import ResumeTokens, TokenVerifier
 from frys.gateway.bus import Bus
@@ -27,7 +30,9 @@ from frys.gateway.presence import Presence
 from frys.gateway.telemetry import GatewayTelemetry
 from frys.shared import telemetry as otel
 from frys.shared.protocol.channels import Channel
+from frys.shared.protocol.codec import unpack_data
 from frys.shared.protocol.errors import CloseCode
+from frys.shared.protocol.frames import KeyframeWanted
 
 if TYPE_CHECKING:
     from frys.gateway.session import Session
@@ -59,6 +64,8 @@ class Gateway:
         self.peers.on_lost.append(self._gateway_lost)
         self.presence.alive = lambda gw: gw == config.gateway_id or gw in self.peers.peers
         self.sessions: set[Session] = set()
+        self.tensor_publishers: defaultdict[tuple[Channel, int], set[Session]] = defaultdict(set)
+        """Local sessions publishing each (channel, tensor stream): keyframe requests go to them."""
         self.phase = Phase.STARTING
         self.pending_acks = 0
         self.started_at = time.monotonic()
@@ -83,9 +90,19 @@ class Gateway:
         return self.phase is Phase.SERVING and self.bus.ready
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("gateway %s failed to start", self.config.gateway_id)
+            raise
+
+    async def _start(self) -> None:
         await self.bus.connect()
         self.presence.start()
         await self.peers.start()
+        await self.bus.subscribe(self.subjects.keyframe_requests_all, self._on_keyframe_request)
         self.phase = Phase.SERVING
         self.started.set()
         log.info("gateway %s serving at %s", self.config.gateway_id, self.config.advertised_url)
@@ -105,6 +122,17 @@ class Gateway:
     def on_closed(self, session: Session) -> None:
         self.sessions.discard(session)
         self.metrics.connections = len(self.sessions)
+
+    async def _on_keyframe_request(self, msg: Msg) -> None:
+        try:
+            channel = self.subjects.channel_of_keyframe_request(msg.subject)
+            wanted = unpack_data(msg.data).get("stream")
+        except Exception:
+            return
+        for (ch, stream), sessions in list(self.tensor_publishers.items()):
+            if ch == channel and (wanted is None or wanted == stream):
+                for session in list(sessions):
+                    session.send(KeyframeWanted(ch=channel.name, stream=stream))
 
     def _gateway_lost(self, gateway_id: str) -> None:
         self.presence.gateway_lost(gateway_id, list(self.hub.fanouts.values()))

@@ -16,6 +16,7 @@ import enum
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,12 +38,18 @@ from frys.shared.protocol.errors import (
     DecodeError,
     ErrorCode,
 )
+from frys.shared.protocol.frames import ENC_TENSOR
 from frys.shared.protocol.grants import Right
+from frys.shared.tensor import KeyframeHeader, TensorError, read_header
 
 if TYPE_CHECKING:
     from frys.gateway.node import Gateway
 
 log = logging.getLogger("frys.gateway.session")
+
+
+BULK_WATERMARK = 256 * 1024
+"""Bytes of large frames allowed to wait in a socket buffer ahead of later traffic."""
 
 
 class State(enum.Enum):
@@ -129,6 +136,10 @@ class Session:
         self.queue_bytes = cfg.queue_bytes
         self.limiter = RateLimiter(cfg.publish_rate_per_s, cfg.publish_burst)
         self._close_task: asyncio.Task[Any] | None = None
+        self._bulk: deque[bytes] = deque()
+        self._bulk_bytes = 0
+        self._pump: asyncio.Task[Any] | None = None
+        self._tensor_streams: set[tuple[Channel, int]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._expiry: asyncio.TimerHandle | None = None
         with contextlib.suppress(Exception):
@@ -200,6 +211,10 @@ class Session:
                 self._spawn(self.gw.presence.query(self, frame))
             case f.Outcome():
                 self._spawn(self.gw.control.outcome(self, frame))
+            case f.Resync():
+                self._on_resync(frame)
+            case f.Stats():
+                self._on_stats(frame)
             case f.Connect():
                 self.error(ErrorCode.BAD_REQUEST, "already connected", frame.id)
             case _:
@@ -348,9 +363,11 @@ class Session:
             snapshot = fan.snapshot_frame(self.binary)
             if snapshot is not None:
                 self._write(snapshot)
+            fan.tensor_joined(self)
         else:
             record.phase = SubPhase.ACTIVE
             self.send(f.Ack(id=frame.id))
+            fan.tensor_joined(self)
         if channel.workflow is not None:
             await gw.presence.joined(self, channel)
 
@@ -446,8 +463,21 @@ class Session:
         if not self.limiter.take():
             self.error(ErrorCode.LIMIT_EXCEEDED, "publish rate exceeded", frame.id)
             return
+        tensor_stream: int | None = None
+        if frame.enc is not None:
+            tensor_stream = self._tensor_stream(channel, frame)
+            if tensor_stream is None:
+                return
         payload = pack_data(frame.data)
         gw = self.gw
+        if len(payload) > gw.bus.max_payload:
+            self.error(
+                ErrorCode.TOO_LARGE,
+                f"{len(payload)} bytes exceed the broker's {gw.bus.max_payload}; send smaller "
+                "chunks",
+                frame.id,
+            )
+            return
         headers = self._headers(frame.tc)
         if frame.mid is not None:
             headers[hdr.MSG_ID] = frame.mid
@@ -474,7 +504,16 @@ class Session:
         gw.metrics.publish_bytes += len(payload)
         gw.metrics.publishes_by_kind[channel.kind.value] += 1
         gw.on_publish(self, channel)
-        if channel.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
+        if tensor_stream is not None:
+            headers[hdr.ENC] = ENC_TENSOR
+            self._tensor_streams.add((channel, tensor_stream))
+            gw.tensor_publishers[(channel, tensor_stream)].add(self)
+            if channel.kind is not ChannelKind.EVENTS:
+                # Live tensor frames pass the stores: subscribers get them from relays.
+                subject = gw.subjects.live(channel)
+        if channel.kind is ChannelKind.EVENTS or (
+            channel.kind is ChannelKind.STATE and tensor_stream is None
+        ):
             try:
                 future = await gw.bus.publish_stored(subject, payload, headers)
             except Exception as exc:
@@ -494,6 +533,51 @@ class Session:
         finally:
             if span is not None:
                 span.end()
+
+    def _tensor_stream(self, channel: Channel, frame: f.Publish) -> int | None:
+        """Check a tensor publish; its stream id, or ``None`` after answering an error."""
+        if frame.enc != ENC_TENSOR:
+            self.error(ErrorCode.BAD_REQUEST, f"unknown enc {frame.enc!r}", frame.id)
+            return None
+        if not isinstance(frame.data, bytes):
+            self.error(ErrorCode.BAD_REQUEST, "a tensor frame is binary data", frame.id)
+            return None
+        try:
+            header = read_header(frame.data)
+        except TensorError as exc:
+            self.error(ErrorCode.BAD_REQUEST, f"not a tensor frame: {exc}", frame.id)
+            return None
+        if channel.kind is ChannelKind.EVENTS and not isinstance(header, KeyframeHeader):
+            self.error(
+                ErrorCode.BAD_REQUEST, "events carry whole tensors (keyframes) only", frame.id
+            )
+            return None
+        return header.stream_id
+
+    def _on_resync(self, frame: f.Resync) -> None:
+        record = self._active(frame.ch, frame.id)
+        if record is None or record.fanout is None:
+            return
+        served = record.fanout.tensor_resync(self, frame.stream)
+        self.send(f.Ack(id=frame.id, recovered=served))
+
+    def _on_stats(self, frame: f.Stats) -> None:
+        record = self._active(frame.ch, frame.id)
+        if record is None or record.fanout is None:
+            return
+        self.send(f.Ack(id=frame.id, data={"streams": record.fanout.relay.stats()}))
+
+    def _active(self, name: str, ref: int) -> SubRecord | None:
+        try:
+            channel = parse_channel(name)
+        except ChannelError as exc:
+            self.error(ErrorCode.INVALID_CHANNEL, str(exc), ref)
+            return None
+        record = self.subs.get(channel)
+        if record is None or record.phase is not SubPhase.ACTIVE:
+            self.error(ErrorCode.NOT_FOUND, f"not subscribed to {channel}", ref)
+            return None
+        return record
 
     def _stored_ack(self, future: asyncio.Future[Any], ref: int, span: Span | None) -> None:
         self.gw.pending_acks -= 1
@@ -574,6 +658,60 @@ class Session:
         if transport.get_write_buffer_size() > self.queue_bytes:
             self._on_backlog()
 
+    def tensor_ready(self) -> bool:
+        """Whether a new tensor frame can be queued (the relay asks at each frame's start;
+        the chunks of a frame once started are all sent)."""
+        return (
+            self.state is State.CONNECTED
+            and not self.backlogged
+            and self._bulk_bytes <= self.queue_bytes
+        )
+
+    def tensor_conflated(self, fanout: Fanout) -> None:
+        """A tensor frame was skipped: resynchronise with a keyframe once caught up."""
+        self.stale.add(fanout)
+        self.gw.metrics.conflated += 1
+        if not self.backlogged and self.state is State.CONNECTED:
+            self._on_backlog()
+
+    def deliver_tensor(self, frame: bytes, fanout: Fanout) -> None:
+        """A tensor frame or chunk for this subscriber alone. Large frames are paced: at
+        most :data:`BULK_WATERMARK` bytes wait in the socket ahead of anything sent later,
+        so a 64 MB tensor does not hold up a small event."""
+        if self.state is not State.CONNECTED:
+            return
+        metrics = self.gw.metrics
+        metrics.writes += 1
+        metrics.bytes_out += len(frame)
+        if not self._bulk and self.transport.get_write_buffer_size() <= BULK_WATERMARK:
+            self._write(frame)
+            return
+        self._bulk.append(frame)
+        self._bulk_bytes += len(frame)
+        if self._pump is None or self._pump.done():
+            self._pump = self._spawn(self._pump_bulk())
+
+    async def _pump_bulk(self) -> None:
+        transport = self.transport
+        protocol = self.request.protocol
+        with contextlib.suppress(Exception):
+            transport.set_write_buffer_limits(high=BULK_WATERMARK, low=BULK_WATERMARK // 4)
+        try:
+            while self._bulk:
+                while transport.get_write_buffer_size() > BULK_WATERMARK:
+                    if transport.is_closing():
+                        return
+                    if getattr(protocol, "_paused", False):
+                        await protocol._drain_helper()
+                    else:
+                        await asyncio.sleep(0.001)
+                frame = self._bulk.popleft()
+                self._bulk_bytes -= len(frame)
+                self._write(frame)
+        finally:
+            with contextlib.suppress(Exception):
+                transport.set_write_buffer_limits(high=self.queue_bytes)
+
     def on_fanout_failed(self, fanout: Fanout, reason: str) -> None:
         self.send(f.Unsubscribed(ch=fanout.channel.name, code=ErrorCode.UNAVAILABLE, reason=reason))
 
@@ -584,7 +722,7 @@ class Session:
     async def _wait_drained(self) -> None:
         """Wait until the socket takes data again, then send each conflated state value."""
         protocol = self.request.protocol
-        while self.transport.get_write_buffer_size() > self.queue_bytes // 4:
+        while self.transport.get_write_buffer_size() > self.queue_bytes // 4 or self._bulk:
             if self.transport.is_closing():
                 return
             if getattr(protocol, "_paused", False):
@@ -594,9 +732,13 @@ class Session:
         self.backlogged = False
         stale, self.stale = self.stale, set()
         for fan in stale:
+            if fan.channel not in self.subs:
+                continue
             frame = fan.snapshot_frame(self.binary)
-            if frame is not None and fan.channel in self.subs:
+            if frame is not None:
                 self._write(frame)
+            if fan._relay is not None and fan._relay.stale_for(self):
+                fan.tensor_resync(self)
 
     def _slow_close(self) -> None:
         if self.state is State.CONNECTED:
@@ -654,6 +796,13 @@ class Session:
         for channel in list(self.subs):
             with contextlib.suppress(Exception):
                 await self._drop_subscription(channel)
+        for key in self._tensor_streams:
+            publishers = self.gw.tensor_publishers.get(key)
+            if publishers is not None:
+                publishers.discard(self)
+                if not publishers:
+                    del self.gw.tensor_publishers[key]
+        self._bulk.clear()
         close = self._close_task or asyncio.get_running_loop().create_task(self.ws.close())
         # The close handshake waits for the client's reply; never longer than this.
         await asyncio.wait({close}, timeout=2.0)

@@ -120,6 +120,8 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "ref": _uint,
     "url": _str,
     "delay_ms": _uint,
+    "enc": _str,
+    "stream": _uint,
 }
 
 

@@ -18,6 +18,7 @@ from frys.shared.protocol.frames import Message, Raw, TraceContext
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _SEQ: Final = _pack("seq")
 _FROM: Final = _pack("from")
+_ENC: Final = _pack("enc")
 _TC: Final = _pack("tc")
 _DATA: Final = _pack("data")
 
@@ -38,9 +39,10 @@ class MessageTemplate:
         seq: int | None = None,
         from_: str | None = None,
         tc: TraceContext | None = None,
+        enc: str | None = None,
     ) -> bytes:
         """The msgpack frame; ``packed_data`` is the msgpack-encoded application data."""
-        if seq is None and from_ is None and tc is None:
+        if seq is None and from_ is None and tc is None and enc is None:
             return b"\x83" + self._mp_body + _DATA + packed_data
         n = 3
         parts = [self._mp_body]
@@ -50,6 +52,9 @@ class MessageTemplate:
         if from_ is not None:
             n += 1
             parts.append(_FROM + _pack(from_))
+        if enc is not None:
+            n += 1
+            parts.append(_ENC + _pack(enc))
         if tc is not None:
             n += 1
             parts.append(_TC + _pack(codec.to_object_value(tc)))
@@ -63,6 +68,7 @@ class MessageTemplate:
         seq: int | None = None,
         from_: str | None = None,
         tc: TraceContext | None = None,
+        enc: str | None = None,
     ) -> str:
         """The JSON frame (decodes the payload: JSON subscribers pay for their format)."""
         parts = [self._json_head]
@@ -70,6 +76,8 @@ class MessageTemplate:
             parts.append(f',"seq":{seq}')
         if from_ is not None:
             parts.append(',"from":' + codec.dumps_json(from_))
+        if enc is not None:
+            parts.append(',"enc":' + codec.dumps_json(enc))
         if tc is not None:
             parts.append(',"tc":' + codec.dumps_json(codec.to_object_value(tc)))
         parts.append(',"data":')
@@ -83,6 +91,9 @@ class MessageTemplate:
         seq: int | None = None,
         from_: str | None = None,
         tc: TraceContext | None = None,
+        enc: str | None = None,
     ) -> Message:
         """The same delivery as a typed frame (for tests and slow paths)."""
-        return Message(ch=self.channel, data=Raw(packed_data), seq=seq, from_=from_, tc=tc)
+        return Message(
+            ch=self.channel, data=Raw(packed_data), seq=seq, from_=from_, enc=enc, tc=tc
+        )

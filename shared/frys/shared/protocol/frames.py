@@ -77,14 +77,19 @@ class Unsubscribe:
     ch: str
 
 
+ENC_TENSOR = "tensor"
+"""``enc`` of a message whose ``data`` is a tensor frame (see docs/tensor-frames.md)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Publish:
     OP: ClassVar[str] = "publish"
-    FIELDS: ClassVar[tuple[str, ...]] = ("id", "ch", "mid", "tc", "data")
+    FIELDS: ClassVar[tuple[str, ...]] = ("id", "ch", "mid", "enc", "tc", "data")
     id: int
     ch: str
     data: Any
     mid: str | None = None
+    enc: str | None = None
     tc: TraceContext | None = None
 
 
@@ -118,6 +123,27 @@ class Refresh:
 @dataclass(frozen=True, slots=True)
 class PresenceQuery:
     OP: ClassVar[str] = "presence"
+    FIELDS: ClassVar[tuple[str, ...]] = ("id", "ch")
+    id: int
+    ch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Ask for a keyframe of a tensor stream (after a gap the client could not bridge)."""
+
+    OP: ClassVar[str] = "resync"
+    FIELDS: ClassVar[tuple[str, ...]] = ("id", "ch", "stream")
+    id: int
+    ch: str
+    stream: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Ask for the quality figures of a channel's tensor streams."""
+
+    OP: ClassVar[str] = "stats"
     FIELDS: ClassVar[tuple[str, ...]] = ("id", "ch")
     id: int
     ch: str
@@ -178,11 +204,12 @@ class Ack:
 @dataclass(frozen=True, slots=True)
 class Message:
     OP: ClassVar[str] = "message"
-    FIELDS: ClassVar[tuple[str, ...]] = ("ch", "seq", "from", "tc", "data")
+    FIELDS: ClassVar[tuple[str, ...]] = ("ch", "seq", "from", "enc", "tc", "data")
     ch: str
     data: Any
     seq: int | None = None
     from_: str | None = None
+    enc: str | None = None
     tc: TraceContext | None = None
 
 
@@ -234,10 +261,33 @@ class Unsubscribed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class KeyframeWanted:
+    """A relay needs a keyframe of a stream this client publishes (a subscriber joined or
+    fell behind and no relay holds the state): the client sends one as its next frame."""
+
+    OP: ClassVar[str] = "keyframe"
+    FIELDS: ClassVar[tuple[str, ...]] = ("ch", "stream")
+    ch: str
+    stream: int
+
+
 ClientFrame = (
-    Connect | Subscribe | Unsubscribe | Publish | Request | Ping | Refresh | PresenceQuery | Outcome
+    Connect
+    | Subscribe
+    | Unsubscribe
+    | Publish
+    | Request
+    | Ping
+    | Refresh
+    | PresenceQuery
+    | Outcome
+    | Resync
+    | Stats
 )
-ServerFrame = Connected | Ack | Message | Reply | Pong | Error | Migrate | Unsubscribed
+ServerFrame = (
+    Connected | Ack | Message | Reply | Pong | Error | Migrate | Unsubscribed | KeyframeWanted
+)
 Frame = ClientFrame | ServerFrame
 
 CLIENT_OPS: dict[str, type[ClientFrame]] = {
@@ -252,9 +302,12 @@ CLIENT_OPS: dict[str, type[ClientFrame]] = {
         Refresh,
         PresenceQuery,
         Outcome,
+        Resync,
+        Stats,
     )
 }
 SERVER_OPS: dict[str, type[ServerFrame]] = {
-    c.OP: c for c in (Connected, Ack, Message, Reply, Pong, Error, Migrate, Unsubscribed)
+    c.OP: c
+    for c in (Connected, Ack, Message, Reply, Pong, Error, Migrate, Unsubscribed, KeyframeWanted)
 }
 ALL_OPS: dict[str, type[Frame]] = {**CLIENT_OPS, **SERVER_OPS}

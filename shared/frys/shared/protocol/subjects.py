@@ -89,6 +89,21 @@ class Subjects:
         """The router sends orders (migrations) to one gateway here."""
         return f"{self.sys}.gw.{gateway_id}.orders"
 
+    def keyframe_requests(self, channel: Channel) -> str:
+        """Relays ask the publishers of a channel's tensor streams for a keyframe here."""
+        tail = self.channel(channel)[len(self.prefix) + 1 :]
+        return f"{self.sys}.kf.{tail}"
+
+    @property
+    def keyframe_requests_all(self) -> str:
+        return f"{self.sys}.kf.>"
+
+    def channel_of_keyframe_request(self, subject: str) -> Channel:
+        head = f"{self.sys}.kf."
+        if not subject.startswith(head):
+            raise ChannelError(f"{subject!r} is not a keyframe request subject")
+        return self.to_channel(f"{self.prefix}.{subject[len(head) :]}")
+
     @property
     def events_stream(self) -> str:
         """JetStream stream holding every workflow's events."""

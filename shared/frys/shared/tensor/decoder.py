@@ -88,6 +88,17 @@ class TensorDecoder:
         """Drop the state held; only a keyframe applies next."""
         self._state = None
 
+    def describe(self) -> tuple[tuple[int, ...], str, int] | None:
+        """Shape, dtype name and decoded size in bytes of the value held (no copy)."""
+        state = self._state
+        if state is None:
+            return None
+        count = 1
+        for dim in state.shape:
+            count *= dim
+        element = state.rep.element
+        return state.shape, str(element.dtype), count * element.itemsize
+
     def feed(self, frame: Buffer) -> npt.NDArray[Any]:
         """Apply ``frame`` and return the stream's value as a fresh, caller-owned array.
 

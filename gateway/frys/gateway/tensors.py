@@ -1,0 +1,262 @@
+"""Tensor relay: a gateway's copy of each tensor stream it forwards, and who is in sync.
+
+Tensor frames (``enc: tensor``) pass through a channel's fanout like any message, but a
+delta only helps a subscriber that holds the state it applies to. Per stream the relay keeps
+a :class:`~frys.shared.tensor.TensorReplica` that applies every frame, and the set of
+subscribers in sync. A keyframe goes to everyone (and brings them in sync); a delta goes
+only to subscribers in sync. A subscriber that joins, or falls behind and is conflated, gets
+a keyframe of the replica's current state, made on demand; when the relay itself holds no
+state yet (or lost a frame), it asks the publishers for a keyframe instead of waiting for a
+timer. Chunks are forwarded as they arrive, so a large tensor never blocks other traffic
+for long; the replica applies the frame once its chunks are assembled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from frys.shared.tensor import (
+    ChunkAssembler,
+    ChunkHeader,
+    KeyframeHeader,
+    TensorError,
+    TensorReplica,
+    read_header,
+    split_frame,
+)
+
+if TYPE_CHECKING:
+    from frys.gateway.hub import Fanout, Subscriber
+
+log = logging.getLogger("frys.gateway.tensors")
+
+KEYFRAME_REQUEST_INTERVAL_S = 0.2
+
+
+def unwrap_bin(packed: bytes) -> memoryview | None:
+    """The bytes inside a msgpack ``bin`` value, without copying; ``None`` if not a bin."""
+    if not packed:
+        return None
+    tag = packed[0]
+    if tag == 0xC4 and len(packed) >= 2:
+        start, size = 2, packed[1]
+    elif tag == 0xC5 and len(packed) >= 3:
+        start, size = 3, int.from_bytes(packed[1:3], "big")
+    elif tag == 0xC6 and len(packed) >= 5:
+        start, size = 5, int.from_bytes(packed[1:5], "big")
+    else:
+        return None
+    if start + size != len(packed):
+        return None
+    return memoryview(packed)[start:]
+
+
+@dataclass
+class StreamStats:
+    """Quality figures of one stream, as this relay sees it."""
+
+    frames: int = 0
+    keyframes: int = 0
+    chunks: int = 0
+    bytes_wire: int = 0
+    bytes_raw: int = 0
+    apply_s: float = 0.0
+    conflated: int = 0
+    keyframes_served: int = 0
+    keyframe_requests: int = 0
+    errors: int = 0
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "keyframes": self.keyframes,
+            "chunks": self.chunks,
+            "bytes_wire": self.bytes_wire,
+            "bytes_raw": self.bytes_raw,
+            "ratio": round(self.bytes_raw / self.bytes_wire, 3) if self.bytes_wire else None,
+            "apply_ms": round(self.apply_s * 1000, 3),
+            "conflated": self.conflated,
+            "keyframes_served": self.keyframes_served,
+            "keyframe_requests": self.keyframe_requests,
+            "errors": self.errors,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+        }
+
+
+@dataclass
+class StreamRelay:
+    stream_id: int
+    replica: TensorReplica = field(default_factory=TensorReplica)
+    assembler: ChunkAssembler = field(default_factory=ChunkAssembler)
+    in_sync: set[Subscriber] = field(default_factory=set)
+    frame_targets: dict[tuple[int, int], set[Subscriber]] = field(default_factory=dict)
+    """(sequence, frame CRC) of a chunked frame in flight → who receives its chunks."""
+    synced: bool = False
+    """Whether the replica holds the publisher's current state."""
+    last_request: float = 0.0
+    stats: StreamStats = field(default_factory=StreamStats)
+
+
+class TensorRelay:
+    """The tensor streams of one channel."""
+
+    def __init__(self, fanout: Fanout):
+        self.fanout = fanout
+        self.streams: dict[int, StreamRelay] = {}
+
+    def _stream(self, stream_id: int) -> StreamRelay:
+        relay = self.streams.get(stream_id)
+        if relay is None:
+            relay = self.streams[stream_id] = StreamRelay(stream_id)
+        return relay
+
+    # --- frames from NATS ----------------------------------------------------------------
+    def route(self, packed: bytes, live: list[Subscriber]) -> set[Subscriber]:
+        """Decide who receives this frame (or chunk), and apply it to the replica."""
+        data = unwrap_bin(packed)
+        if data is None:
+            return set(live)  # not a tensor frame after all: deliver it as it came
+        try:
+            header = read_header(data)
+        except TensorError:
+            return set()
+        relay = self._stream(header.stream_id)
+        relay.stats.bytes_wire += len(data)
+        if isinstance(header, ChunkHeader):
+            relay.stats.chunks += 1
+            key = (header.sequence, header.frame_crc)
+            if header.index == 0:
+                candidates = self._targets(relay, data[header.payload_offset :], live)
+                relay.frame_targets[key] = self._ready(relay, candidates)
+            targets = relay.frame_targets.get(key, set())
+            try:
+                frame = relay.assembler.feed(data, time.monotonic())
+            except TensorError as exc:
+                relay.stats.errors += 1
+                log.debug("chunk of stream %s dropped: %s", header.stream_id, exc)
+                return set()
+            if frame is not None:
+                relay.frame_targets.pop(key, None)
+                self._apply(relay, frame, targets)
+            return targets & set(live)
+        targets = self._ready(relay, self._targets(relay, data, live))
+        self._apply(relay, data, targets)
+        return targets
+
+    def _ready(self, relay: StreamRelay, candidates: set[Subscriber]) -> set[Subscriber]:
+        """Subscribers that can take a whole new frame now; the others are conflated (and
+        get a keyframe of the then-current state once they have caught up)."""
+        ready = {sub for sub in candidates if sub.tensor_ready()}
+        for sub in candidates - ready:
+            if sub in relay.in_sync:
+                relay.stats.conflated += 1
+            relay.in_sync.discard(sub)
+            sub.tensor_conflated(self.fanout)
+        return ready
+
+    def _targets(
+        self, relay: StreamRelay, frame_head: memoryview, live: list[Subscriber]
+    ) -> set[Subscriber]:
+        try:
+            header = read_header(frame_head)
+        except TensorError:
+            return set()
+        if isinstance(header, KeyframeHeader):
+            return set(live)
+        return relay.in_sync & set(live)
+
+    def _apply(
+        self, relay: StreamRelay, frame: bytes | memoryview, targets: set[Subscriber]
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            header = relay.replica.apply(frame)
+        except TensorError as exc:
+            # This gateway missed a frame (or the first frames it saw were deltas): nobody
+            # here can be trusted to hold the state; ask the publishers for a keyframe.
+            relay.stats.errors += 1
+            relay.synced = False
+            relay.in_sync.clear()
+            log.debug("stream %s out of sync: %s", relay.stream_id, exc)
+            self.request_keyframe(relay)
+            return
+        stats = relay.stats
+        stats.apply_s += time.perf_counter() - started
+        stats.frames += 1
+        current = relay.replica.describe()
+        if current is not None:
+            stats.shape, stats.dtype, nbytes = current
+            stats.bytes_raw += nbytes
+        if isinstance(header, KeyframeHeader):
+            stats.keyframes += 1
+            relay.synced = True
+        # Whoever did not receive this frame whole no longer holds the current state
+        # (say, it joined while the frame's chunks were in flight): resynchronise it.
+        behind = relay.in_sync - targets
+        relay.in_sync = (
+            set(targets) if isinstance(header, KeyframeHeader) else relay.in_sync & targets
+        )
+        for sub in behind:
+            if sub not in self.fanout.subscribers:
+                continue
+            if sub.tensor_ready():
+                self.resync(sub, relay.stream_id)
+            else:
+                sub.tensor_conflated(self.fanout)
+
+    # --- subscribers ---------------------------------------------------------------------
+    def joined(self, sub: Subscriber) -> None:
+        """A new subscriber: hand it a keyframe of every stream (or ask for one)."""
+        for relay in self.streams.values():
+            self.resync(sub, relay.stream_id)
+
+    def left(self, sub: Subscriber) -> None:
+        for relay in self.streams.values():
+            relay.in_sync.discard(sub)
+            for targets in relay.frame_targets.values():
+                targets.discard(sub)
+
+    def stale_for(self, sub: Subscriber) -> bool:
+        return any(sub not in relay.in_sync for relay in self.streams.values())
+
+    def resync(self, sub: Subscriber, stream_id: int | None = None) -> bool:
+        """Send ``sub`` a keyframe of the current state; False when none is held (the
+        publishers have then been asked for one, and ``sub`` gets it as it passes)."""
+        relays = (
+            list(self.streams.values())
+            if stream_id is None
+            else [self.streams[stream_id]]
+            if stream_id in self.streams
+            else []
+        )
+        if stream_id is not None and not relays:
+            self.request_keyframe(self._stream(stream_id))
+            return False
+        served = True
+        for relay in relays:
+            keyframe = relay.replica.keyframe() if relay.synced else None
+            if keyframe is None:
+                self.request_keyframe(relay)
+                served = False
+                continue
+            relay.stats.keyframes_served += 1
+            self.fanout.send_tensor(sub, split_frame(keyframe))
+            relay.in_sync.add(sub)
+        return served
+
+    def request_keyframe(self, relay: StreamRelay) -> None:
+        now = time.monotonic()
+        if now - relay.last_request < KEYFRAME_REQUEST_INTERVAL_S:
+            return
+        relay.last_request = now
+        relay.stats.keyframe_requests += 1
+        self.fanout.hub.request_keyframe(self.fanout.channel, relay.stream_id)
+
+    def stats(self) -> dict[str, Any]:
+        return {str(sid): relay.stats.as_dict() for sid, relay in sorted(self.streams.items())}
