@@ -149,8 +149,19 @@ def main(argv: list[str]) -> int:
 
 async def _run(args: argparse.Namespace) -> None:
     run = start_run("idle", args, args.connections)
+    per_process = args.connections // max(1, run.processes) + 1024
+    if run.nofile and per_process > run.nofile:
+        need = -(-args.connections // max(1, run.nofile - 1024))
+        raise SystemExit(
+            f"{args.connections:,} connections need {per_process:,} open files per load "
+            f"process but the limit here is {run.nofile:,}: use --processes {need} or more"
+        )
+    if run.nofile and args.connections // max(1, args.workers) > 0.8 * run.nofile:
+        run.say(
+            f"warning: {args.connections:,} connections over {args.workers} Frys worker(s) "
+            f"come close to the {run.nofile:,} open-files limit of each: raise --workers"
+        )
     probe = LoadGen(1, run.cores.load, nice=-5)
-    per_process = args.connections // max(1, run.processes) + 4096
 
     async def measure(run: Run, target: Target, loadgen: LoadGen) -> dict[str, Any]:
         return await measure_idle(run, target, loadgen, probe, args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -93,7 +95,14 @@ def pin_tree(pid: int, cpus: Sequence[int]) -> bool:
 
 
 def pin_self(cpus: Sequence[int]) -> None:
-    """For ``preexec_fn``: pin the starting child before it runs anything."""
+    """For ``preexec_fn``: pin the starting child before it runs anything, and have it
+    terminated if the benchmark dies (Linux)."""
     if cpus and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, set(cpus))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

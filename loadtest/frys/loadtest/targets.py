@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -195,8 +196,14 @@ class FrysTarget(Target):
 
     async def stop(self) -> None:
         if self.cluster is not None:
+            # Gateway workers are forked children of the process the cluster knows:
+            # stop them too, or they would outlive the benchmark.
+            pids = self.server_pids()
             self.cluster.close()
             self.cluster = None
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
