@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from typing import Any
 
 from frys.loadtest import report
+from frys.loadtest.fanout import start_profiler, summarize_profile
 from frys.loadtest.loadgen import LoadGen, OpenSpec, merge_hist, percentiles, source_hosts, split
 from frys.loadtest.runner import Run, Usage, add_common, each_target, start_run
-from frys.loadtest.targets import Target
+from frys.loadtest.targets import FrysTarget, Target
 
 COLUMNS = [
     report.Column("storm.connections_per_s", "storm conn/s"),
@@ -58,6 +60,11 @@ async def measure_connect(
         parts = split(("",) * args.storm, loadgen.size)
         sources = source_hosts(args.storm, per_host=10_000)
         usage = Usage(target, loadgen.pids)
+        profile_path = run.out_dir / f"{name}-connect-profile.txt"
+        profiler = None
+        if args.profile and isinstance(target, FrysTarget):
+            run.out_dir.mkdir(parents=True, exist_ok=True)
+            profiler = start_profiler(target, 120, profile_path)
         res = await loadgen.each(
             "open",
             [
@@ -75,6 +82,9 @@ async def measure_connect(
             ],
         )
         used = usage.read()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            await asyncio.to_thread(profiler.communicate, None, 60)
         ok = sum(r["ok"] for r in res)
         seconds = (max(r["t1_ns"] for r in res) - min(r["t0_ns"] for r in res)) / 1e9
         errors: dict[str, int] = {}
@@ -93,6 +103,11 @@ async def measure_connect(
             "latency": percentiles(merge_hist([r["setup_hist"] for r in res])),
             "usage": used,
         }
+        if profile_path.exists():
+            out["storm"]["profile"] = {
+                "file": profile_path.name,
+                **summarize_profile(profile_path),
+            }
         snaps = await loadgen.all("snap")
         out["storm"]["still_open"] = sum(s["open"] for s in snaps)
         m = await target.metrics()
@@ -117,6 +132,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--storm", type=int, default=5000, help="connections opened at once")
     p.add_argument("--sequential", type=int, default=500, help="connections one at a time")
     p.add_argument("--concurrency", type=int, default=500, help="storm attempts in flight")
+    p.add_argument("--profile", action="store_true", help="py-spy the gateway during the storm")
     add_common(p)
     args = p.parse_args(argv)
     from frys.cli.run_gateway import install_uvloop

@@ -117,7 +117,7 @@ async def _open_pacer(target: Target, channel: str, cfg: FanoutConfig) -> RawWs:
     return ws
 
 
-def _start_profiler(target: Target, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+def start_profiler(target: Target, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
     """py-spy over the gateway for the measurement window (collapsed stacks)."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     pids = target.server_pids()
@@ -256,7 +256,7 @@ async def measure_fanout(
         profile_path = run.out_dir / f"{name}-profile.txt"
         if cfg.profile and frys is not None:
             run.out_dir.mkdir(parents=True, exist_ok=True)
-            profiler = _start_profiler(target, cfg.duration_s, profile_path)
+            profiler = start_profiler(target, cfg.duration_s, profile_path)
         last_n, last_t = n_a, t_a
         end = time.monotonic() + cfg.duration_s
         while (left := end - time.monotonic()) > 0:

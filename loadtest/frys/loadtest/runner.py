@@ -201,8 +201,8 @@ class Usage:
         cores = max(1, len(self.target.server_cpus))
         if out["server_cpu_pct"] + out["server_waiting_for_cpu_pct"] < 85 * cores:
             out["bound"] = (
-                "the server was idle part of the time: the figure is bounded by the load "
-                "or the pacing window, not by the server"
+                "the server was idle part of the time: at a fixed rate it kept up; at "
+                "maximum rate the figure is bounded by the load or the pacing window"
             )
         elif out["server_waiting_for_cpu_pct"] > 10 * cores:
             out["bound"] = (
