@@ -104,8 +104,7 @@ traces = st.builds(f.TraceContext, traceparent=_TEXT, tracestate=st.none() | _TE
 
 def _members(json: bool) -> st.SearchStrategy[tuple[dict[str, Any], ...]]:
     member = st.dictionaries(_TEXT.filter(lambda k: k != "$bytes"), data_values(json), max_size=6)
-    # An empty list is not generated: the codec omits it (see test_known_issues).
-    return st.lists(member, min_size=1, max_size=3).map(tuple)
+    return st.lists(member, max_size=3).map(tuple)
 
 
 FieldStrategy = Callable[[bool], st.SearchStrategy[Any]]
@@ -139,6 +138,8 @@ VALID: dict[str, FieldStrategy] = {
     "ref": lambda j: uints,
     "url": lambda j: _TEXT,
     "delay_ms": lambda j: uints,
+    "enc": lambda j: _TEXT,
+    "stream": lambda j: uints,
 }
 """Valid values per wire field name (``json`` restricts data to JSON-representable values)."""
 
@@ -281,5 +282,7 @@ WRONG: dict[str, FieldStrategy | None] = {
     "ref": _wrong_uint,
     "url": _STR,
     "delay_ms": _wrong_uint,
+    "enc": _STR,
+    "stream": _wrong_uint,
 }
 """Values of the wrong type (or range) per wire field; ``None`` where every value is valid."""

@@ -66,6 +66,13 @@ def test_client_and_server_ops_are_disjoint() -> None:
 # --- round trips ---------------------------------------------------------------------------
 
 
+def default_of(cls: type[f.Frame], name: str) -> object:
+    for fld in dataclasses.fields(cls):
+        if fld.name == attribute(name):
+            return fld.default
+    raise AssertionError(name)
+
+
 @pytest.mark.parametrize("cls", OPS, ids=OP_IDS)
 @QUICK
 @given(data=st.data())
@@ -87,7 +94,7 @@ def test_msgpack_round_trip_and_canonical_form(cls: type[f.Frame], data: st.Data
         value = getattr(frame, attribute(name))
         if required(cls, name):
             assert name in obj
-        elif value is None or value == ():
+        elif value is None or value == default_of(cls, name):
             assert name not in obj
         if name in obj and name != "data":
             assert obj[name] is not None
@@ -425,14 +432,10 @@ def test_frames_are_immutable_values() -> None:
         frame.id = 2  # type: ignore[misc]
 
 
-# --- known discrepancies (strict: an XPASS means the fix landed; drop the marker) ----------
+# --- fixed discrepancies ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="to_object omits optional fields equal to (), so an empty presence list is sent "
-    "as an ack without members, indistinguishable from a plain ack",
-)
 def test_empty_member_list_survives_a_round_trip() -> None:
+    """An empty presence list is "nobody there", not a plain ack."""
     frame = f.Ack(id=7, members=())
     assert codec.decode_msgpack(codec.encode_msgpack(frame)) == frame

@@ -101,13 +101,13 @@ def test_message_template_matches_the_vectors(vector: Vector) -> None:
     packed = codec.pack_data(frame.data)
     template = MessageTemplate(frame.ch)
     assert (
-        template.msgpack(packed, frame.seq, frame.from_, frame.tc).hex()
+        template.msgpack(packed, frame.seq, frame.from_, frame.tc, frame.enc).hex()
         == (ENTRIES[vector.name]["msgpack"])
     )
-    assert template.json(packed, frame.seq, frame.from_, frame.tc) == ENTRIES[vector.name]["json"]
-    assert codec.encode_msgpack(template.frame(packed, frame.seq, frame.from_, frame.tc)) == (
-        bytes.fromhex(ENTRIES[vector.name]["msgpack"])
-    )
+    text = template.json(packed, frame.seq, frame.from_, frame.tc, frame.enc)
+    assert text == ENTRIES[vector.name]["json"]
+    typed = template.frame(packed, frame.seq, frame.from_, frame.tc, frame.enc)
+    assert codec.encode_msgpack(typed) == (bytes.fromhex(ENTRIES[vector.name]["msgpack"]))
 
 
 _DOC_LINE = re.compile(r"^(vector|msgpack|json)\s+(.+)$")

@@ -29,6 +29,8 @@ from frys.shared.protocol import codec
 from frys.shared.protocol import frames as f
 
 GOLDEN_PATH = Path(__file__).with_name("golden_v1.json")
+TENSOR_FRAME = bytes.fromhex("f10100000000000001000000")
+"""Opening bytes of a tensor keyframe (a vector pins the envelope, not the tensor format)."""
 REGENERATE = "python -m tests.protocol.vectors --write"
 DOC_VECTORS = (
     "ping",
@@ -164,6 +166,12 @@ VECTORS: tuple[Vector, ...] = (
     Vector("refresh", f.Refresh(id=10, token=TOKEN_2)),
     Vector("presence", f.PresenceQuery(id=11, ch="wf:42:presence")),
     Vector("outcome", f.Outcome(id=12, ch="wf:42:control", cid="c-5b1e")),
+    Vector(
+        "publish_tensor",
+        f.Publish(id=13, ch="wf:42:state", data=TENSOR_FRAME, enc=f.ENC_TENSOR),
+    ),
+    Vector("resync", f.Resync(id=14, ch="wf:42:state", stream=0)),
+    Vector("stats", f.Stats(id=15, ch="wf:42:state")),
     # --- gateway → client ------------------------------------------------------------
     Vector(
         "connected",
@@ -237,6 +245,11 @@ VECTORS: tuple[Vector, ...] = (
     ),
     Vector("migrate_now", f.Migrate(url="wss://frys.example/ws", reason="rebalance")),
     Vector("unsubscribed", f.Unsubscribed(ch="wf:42:events", code=403, reason="right revoked")),
+    Vector("keyframe", f.KeyframeWanted(ch="wf:42:state", stream=0)),
+    Vector(
+        "message_tensor",
+        f.Message(ch="wf:42:state", data=TENSOR_FRAME, from_="sim-1", enc=f.ENC_TENSOR),
+    ),
 )
 
 BY_NAME: dict[str, Vector] = {v.name: v for v in VECTORS}

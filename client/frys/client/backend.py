@@ -80,6 +80,8 @@ class Backend:
         self._keyframe_wanted: set[tuple[Channel, int]] = set()
         self._kf_channels: set[Channel] = set()
         self.executed = 0
+        self.claim_lease_s = 120.0
+        """A pending claim older than this is taken over (its engine died mid-command)."""
         """Commands whose handler ran (retries answered from the record do not count)."""
 
     @classmethod
@@ -261,22 +263,47 @@ class Backend:
     async def _answer(
         self, handler: Handler, msg: Msg, command: Command, workflow: str, cid: str
     ) -> None:
-        key = outcome_key(workflow, cid) if cid else None
         kv = self._kv
-        if key is None or kv is None:
+        if not cid or kv is None:
+            # A command without an id (sent straight over NATS) has no record to guard it.
             await self._reply(msg, await self._run(handler, command))
+            return
+        key = outcome_key(workflow, cid)
+        if key is None:
+            await self._reply(msg, {"error": "invalid_cid", "message": "cid outside the grammar"})
             return
         now_ms = int(time.time() * 1000)
         try:
             await kv.create(key, Outcome(pending=True, at_ms=now_ms).encode())
         except nats.js.errors.KeyWrongLastSequenceError:
-            recorded = await self._await_outcome(kv, key)
-            if recorded is not None:
-                await self._reply_packed(msg, recorded.packed_reply)
-            return
+            if not await self._take_over_stale_claim(kv, key, now_ms):
+                recorded = await self._await_outcome(kv, key)
+                if recorded is not None:
+                    await self._reply_packed(msg, recorded.packed_reply)
+                return
         packed = pack_data(await self._run(handler, command))
         await kv.put(key, Outcome(pending=False, packed_reply=packed, at_ms=now_ms).encode())
         await self._reply_packed(msg, packed)
+
+    async def _take_over_stale_claim(self, kv: KeyValue, key: str, now_ms: int) -> bool:
+        """A claim older than the lease was left by an engine that died while executing:
+        take it over (atomically, by revision) so the command is not blocked for the
+        bucket's whole TTL. A live engine finishing later than the lease may then have
+        executed it too; the lease is longer than the longest request timeout."""
+        try:
+            entry = await kv.get(key)
+        except Exception:
+            return False
+        outcome = parse_outcome(entry.value or b"")
+        if outcome is None or not outcome.pending:
+            return False
+        if now_ms - outcome.at_ms < self.claim_lease_s * 1000:
+            return False
+        try:
+            await kv.update(key, Outcome(pending=True, at_ms=now_ms).encode(), last=entry.revision)
+        except Exception:
+            return False
+        return True
 
     async def _run(self, handler: Handler, command: Command) -> Any:
         self.executed += 1

@@ -222,6 +222,7 @@ class Client:
         self._first: asyncio.Future[None] | None = None
         self._listeners: list[Callable[[ConnState], None]] = []
         self._next_url: str | None = None
+        self._migrate_delay_s = 0.0
         self._closing = False
         self._final_error: BaseException | None = None
         self._tensor_senders: dict[tuple[str, int], TensorSender] = {}
@@ -304,10 +305,11 @@ class Client:
             while not self._stopped():
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
+                migrating = self._next_url is not None
                 url = self._next_url or self.urls[self._url_index]
                 self._next_url = None
                 try:
-                    await self._open(url)
+                    await self._open(url, migrating)
                 except _Fatal as exc:
                     self._finish(exc.error)
                     return
@@ -350,7 +352,7 @@ class Client:
                 self._set_state(ConnState.RECONNECTING)
                 self._fail_unretryable()
                 if code == CloseCode.MIGRATED and self._migration_target() is not None:
-                    delay_s = 0.0
+                    delay_s = self._migrate_delay_s
                 elif code == CloseCode.SERVICE_RESTART:
                     delay_s = _delay_from_reason(reason) + random.uniform(0, 0.05)
                 elif code == CloseCode.SLOW_CONSUMER:
@@ -379,7 +381,7 @@ class Client:
         o = self.options
         return random.uniform(0, min(o.backoff_cap_s, o.backoff_base_s * (2 ** min(attempt, 30))))
 
-    async def _open(self, url: str) -> None:
+    async def _open(self, url: str, migrating: bool = False) -> None:
         assert self._http is not None
         headers = dict(self.options.headers)
         try:
@@ -393,7 +395,12 @@ class Client:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
             )
         except aiohttp.WSServerHandshakeError as exc:
-            if exc.status in (400, 403, 404):
+            if migrating:
+                raise  # a migrate target that refuses: fall back to the usual URLs
+            if exc.status == 401 and self.options.token_provider is not None:
+                self._token = await self.options.token_provider()
+                raise
+            if exc.status in (400, 401, 403, 404):
                 raise _Fatal(
                     ConnectionClosed(None, f"refused by gateway: {exc.status} {exc.message}")
                 ) from None
@@ -497,6 +504,7 @@ class Client:
                     log.warning("gateway error %s: %s", frame.code, frame.reason)
             case f.Migrate():
                 self._next_url = frame.url
+                self._migrate_delay_s = (frame.delay_ms or 0) / 1000
             case f.Unsubscribed():
                 sub = self._subs.pop(frame.ch, None)
                 if sub is not None:

@@ -64,6 +64,8 @@ def _load_public_key(pem: bytes) -> _Key:
     if isinstance(key, rsa.RSAPublicKey):
         return _Key(key, ("RS256",))
     if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError("ES256 needs an EC key on P-256")
         return _Key(key, ("ES256",))
     raise ValueError("public key must be RSA or EC P-256")
 
@@ -78,6 +80,8 @@ def _load_jwks(text: str) -> dict[str, _Key]:
         if kty == "RSA":
             keys[kid] = _Key(RSAAlgorithm.from_jwk(jwk), ("RS256",))
         elif kty == "EC":
+            if jwk.get("crv") != "P-256":
+                raise ValueError(f"key {kid}: ES256 needs the P-256 curve")
             keys[kid] = _Key(ECAlgorithm.from_jwk(jwk), ("ES256",))
         elif kty == "oct":
             secret = base64.urlsafe_b64decode(jwk["k"] + "=" * (-len(jwk["k"]) % 4))

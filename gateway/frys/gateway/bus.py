@@ -101,7 +101,7 @@ class Bus:
             try:
                 await self._ensure_resources()
                 break
-            except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
                 log.warning("JetStream not ready (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -180,12 +180,13 @@ class Bus:
             )
         return await js.key_value(name)
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Drain (flush what was published, let handlers finish), within ``timeout_s``."""
         if self.nc.is_connected or self.nc.is_reconnecting:
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await asyncio.wait_for(self.nc.drain(), timeout_s)
         with contextlib.suppress(Exception):
-            await self.nc.close()
+            await asyncio.wait_for(self.nc.close(), timeout_s)
 
     @property
     def js(self) -> JetStreamContext:

@@ -1,7 +1,7 @@
 """Control commands: ``request`` → the workflow engine over NATS → ``reply``.
 
 The gateway forwards a command with its id (``Frys-Cid``) to the workflow's control subject
-and relays the engine's answer. Exactly-once execution is enforced where commands execute,
+and relays the engine's answer. At-most-once execution is enforced where commands execute,
 by the backend helper (:mod:`frys.client.backend`), which records each outcome under its
 command id in a KV bucket; a retried id gets the recorded outcome, and ``outcome`` reads it
 back after a reconnect.

@@ -36,6 +36,7 @@ from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind
 from frys.shared.protocol.codec import pack_data
 from frys.shared.protocol.delivery import MessageTemplate
+from frys.shared.protocol.errors import DecodeError
 from frys.shared.protocol.frames import ENC_TENSOR, TraceContext
 from frys.shared.telemetry import sampled
 
@@ -122,6 +123,7 @@ class Fanout:
         self.ready = asyncio.Event()
         self.failure: str | None = None
         self._relay: TensorRelay | None = None
+        self._epoch_task: asyncio.Task[None] | None = None
         self._recover_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -249,6 +251,10 @@ class Fanout:
 
     def _accept_stored(self, seq: int, last: int, entry: Entry) -> None:
         if seq <= self.last_seq:
+            if last == 0 and seq < self.last_seq and self._epoch_task is None:
+                # The subject's history starts over below what was delivered: the stream
+                # may have been recreated. Check its epoch before dropping anything else.
+                self._epoch_task = asyncio.get_running_loop().create_task(self._check_epoch())
             return  # already delivered (overlap with a refetch)
         if self.kind is ChannelKind.EVENTS and last > self.last_seq:
             # A message between last_seq and seq never reached us: refetch the gap.
@@ -267,6 +273,24 @@ class Fanout:
         if not self.tick:
             self.hub.mark_dirty(self)
         self.tick.append(entry)
+
+    async def _check_epoch(self) -> None:
+        try:
+            _first, _last, epoch = await self.hub.bus.stream_bounds(self._stream)
+        except Exception as exc:
+            log.warning("epoch check of %s failed: %s", self.channel, exc)
+            return
+        finally:
+            self._epoch_task = None
+        known = self.hub.bus.epochs.get(self.kind)
+        if epoch == known:
+            return
+        log.warning("stream of %s was recreated (epoch %s → %s)", self.channel, known, epoch)
+        self.hub.bus.epochs[self.kind] = epoch
+        self.last_seq = 0
+        self.last_entry = None
+        for sub in list(self.subscribers):
+            sub.on_fanout_failed(self, "stream recreated; subscribe again")
 
     async def _recover(self) -> None:
         try:
@@ -327,7 +351,14 @@ class Fanout:
             return b"".join(
                 binary_frame(t.msgpack(e.packed, e.seq, e.from_, e.tc, e.enc)) for e in entries
             )
-        return b"".join(text_frame(t.json(e.packed, e.seq, e.from_, e.tc, e.enc)) for e in entries)
+        out = []
+        for e in entries:
+            try:
+                out.append(text_frame(t.json(e.packed, e.seq, e.from_, e.tc, e.enc)))
+            except DecodeError:
+                # Only JSON subscribers notice a payload that is not msgpack; skip it.
+                self.hub.metrics.bad_payloads += 1
+        return b"".join(out)
 
     def snapshot_frame(self, binary: bool) -> bytes | None:
         """The current state value, framed, for a joiner or a conflated subscriber."""

@@ -33,6 +33,8 @@ class Metrics:
     conflated: int = 0
     slow_disconnects: int = 0
     migrations: int = 0
+    bad_payloads: int = 0
+    """Bus payloads that were not msgpack (skipped for JSON subscribers)."""
     errors: Counter[int] = field(default_factory=Counter)
     closes: Counter[int] = field(default_factory=Counter)
     publishes_by_kind: Counter[str] = field(default_factory=Counter)

@@ -154,11 +154,14 @@ class Gateway:
             log.warning("drain time over with %d sessions open", len(self.sessions))
 
     async def stop(self) -> None:
+        """Drain, then release everything; each step is bounded so the process exits."""
         await self.drain()
         self.phase = Phase.STOPPED
-        await self.peers.stop()
-        await self.presence.stop()
-        await self.hub.close()
+        for step in (self.peers.stop(), self.presence.stop(), self.hub.close()):
+            try:
+                await asyncio.wait_for(step, 3.0)
+            except Exception as exc:
+                log.warning("shutdown step did not finish: %s", exc or type(exc).__name__)
         with contextlib.suppress(Exception):
             await self.bus.close()
         self.telemetry.tel.shutdown()

@@ -24,7 +24,13 @@ from frys.gateway.node import Gateway
 from frys.gateway.session import Session
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import ChannelKind, parse_channel
-from frys.shared.protocol.codec import CODECS, DEFAULT_CODEC, WireCodec, pack_data
+from frys.shared.protocol.codec import (
+    CODECS,
+    DEFAULT_CODEC,
+    WireCodec,
+    json_object_hook,
+    pack_data,
+)
 from frys.shared.protocol.errors import ChannelError
 from frys.shared.protocol.frames import TraceContext
 
@@ -125,7 +131,7 @@ async def api_publish(request: web.Request) -> web.Response:
             max_size=gw.config.max_frame_bytes, actual_size=request.content_length
         )
     try:
-        body = json.loads(await request.read())
+        body = json.loads(await request.read(), object_hook=json_object_hook)
         channel = parse_channel(body["channel"])
         data = body["data"]
         mid = body.get("mid")

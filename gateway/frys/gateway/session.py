@@ -32,6 +32,7 @@ from frys.shared.protocol import frames as f
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel
 from frys.shared.protocol.codec import WireCodec, pack_data
+from frys.shared.protocol.control import valid_cid
 from frys.shared.protocol.errors import (
     ChannelError,
     CloseCode,
@@ -46,6 +47,14 @@ if TYPE_CHECKING:
     from frys.gateway.node import Gateway
 
 log = logging.getLogger("frys.gateway.session")
+
+
+def _close_reason(reason: str) -> bytes:
+    """A close reason within the 123 bytes a close frame allows, cut on a character."""
+    data = reason.encode()
+    if len(data) <= 120:
+        return data
+    return data[:120].decode("utf-8", "ignore").encode()
 
 
 BULK_WATERMARK = 256 * 1024
@@ -78,6 +87,8 @@ class SubRecord:
     phase: SubPhase
     task: asyncio.Task[None] | None = None
     fanout: Fanout | None = None
+    in_presence: bool = False
+    """Whether this subscription counted the session as a member of its workflow."""
 
 
 class RateLimiter:
@@ -172,7 +183,7 @@ class Session:
 
     async def _on_frame(self, data: str | bytes) -> None:
         try:
-            frame = self.codec.decode(data)
+            frame = self.codec.decode_client(data)
         except DecodeError as exc:
             if self.state is State.AWAITING_CONNECT:
                 self.close_soon(CloseCode.BAD_CONNECT, exc.reason)
@@ -281,7 +292,7 @@ class Session:
             self._expiry = None
         assert self.identity is not None
         if self.identity.exp is not None:
-            delay = max(0.0, self.identity.exp - time.time())
+            delay = max(0.0, self.identity.exp + self.gw.config.jwt_leeway_s - time.time())
             self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
 
     def _expired(self) -> None:
@@ -356,7 +367,8 @@ class Session:
             await gw.hub.leave(channel, self)
             return
         if channel.kind is ChannelKind.EVENTS:
-            await self._subscribe_events(record, fan, frame)
+            if not await self._subscribe_events(record, fan, frame):
+                return
         elif channel.kind is ChannelKind.STATE:
             record.phase = SubPhase.ACTIVE
             self.send(f.Ack(id=frame.id, seq=fan.last_seq, epoch=gw.bus.epochs.get(channel.kind)))
@@ -368,17 +380,20 @@ class Session:
             record.phase = SubPhase.ACTIVE
             self.send(f.Ack(id=frame.id))
             fan.tensor_joined(self)
-        if channel.workflow is not None:
+        if channel.workflow is not None and self.subs.get(channel) is record:
+            record.in_presence = True
             await gw.presence.joined(self, channel)
 
-    async def _subscribe_events(self, record: SubRecord, fan: Fanout, frame: f.Subscribe) -> None:
+    async def _subscribe_events(self, record: SubRecord, fan: Fanout, frame: f.Subscribe) -> bool:
+        """Answer an events subscription, replaying history after ``since``; False when
+        the subscription did not go through."""
         gw = self.gw
         epoch = gw.bus.epochs.get(ChannelKind.EVENTS, "")
         since = frame.since
         if since is None:
             record.phase = SubPhase.ACTIVE
             self.send(f.Ack(id=frame.id, seq=fan.last_seq, epoch=epoch))
-            return
+            return True
         try:
             first, _last, epoch = await gw.bus.stream_bounds(gw.subjects.events_stream)
             gw.bus.epochs[ChannelKind.EVENTS] = epoch
@@ -389,11 +404,14 @@ class Session:
                     gw.subjects.events_stream, gw.subjects.channel(record.channel), since.seq
                 )
         except Exception as exc:
-            await self._drop_subscription(record.channel)
+            # Not _drop_subscription: that would cancel this very task before answering.
+            if self.subs.get(record.channel) is record:
+                self._forget_sub(record.channel)
+                await gw.hub.leave(record.channel, self)
             self.error(ErrorCode.UNAVAILABLE, f"history unavailable: {exc}", frame.id)
-            return
+            return False
         if self.subs.get(record.channel) is not record:
-            return
+            return False
         after = since.seq if recovered else fan.last_seq
         if replay:
             after = replay[-1].seq
@@ -410,6 +428,7 @@ class Session:
             self._write(fan.frames([_entry_of(m) for m in replay], self.binary))
         record.phase = SubPhase.ACTIVE
         fan.go_live(self, after)
+        return True
 
     async def _on_unsubscribe(self, frame: f.Unsubscribe) -> None:
         try:
@@ -438,7 +457,7 @@ class Session:
         if record.fanout is not None:
             self.stale.discard(record.fanout)
         await self.gw.hub.leave(channel, self)
-        if channel.workflow is not None:
+        if record.in_presence:
             await self.gw.presence.left(self, channel)
 
     # --- publish and request -------------------------------------------------------------
@@ -609,6 +628,9 @@ class Session:
         if channel.kind is not ChannelKind.CONTROL:
             self.error(ErrorCode.NOT_ALLOWED, "requests go to wf:{id}:control", frame.id)
             return
+        if frame.cid is not None and not valid_cid(frame.cid):
+            self.error(ErrorCode.BAD_REQUEST, "cid must match [A-Za-z0-9_=-]{1,128}", frame.id)
+            return
         if not self.limiter.take():
             self.error(ErrorCode.LIMIT_EXCEEDED, "request rate exceeded", frame.id)
             return
@@ -713,7 +735,13 @@ class Session:
                 transport.set_write_buffer_limits(high=self.queue_bytes)
 
     def on_fanout_failed(self, fanout: Fanout, reason: str) -> None:
-        self.send(f.Unsubscribed(ch=fanout.channel.name, code=ErrorCode.UNAVAILABLE, reason=reason))
+        """The channel's stream went away under the subscription (recreated): tell the
+        client, which resubscribes and learns from ``recovered`` what it missed."""
+        if fanout.channel in self.subs:
+            self.send(
+                f.Unsubscribed(ch=fanout.channel.name, code=ErrorCode.UNAVAILABLE, reason=reason)
+            )
+            self._spawn(self._drop_subscription(fanout.channel))
 
     def _on_backlog(self) -> None:
         self.backlogged = True
@@ -759,7 +787,7 @@ class Session:
         self.close_code = int(code)
         self.gw.metrics.closes[int(code)] += 1
         self._close_task = asyncio.get_running_loop().create_task(
-            self.ws.close(code=int(code), message=reason.encode()[:120])
+            self.ws.close(code=int(code), message=_close_reason(reason))
         )
 
     def migrate(self, url: str, reason: str, delay_ms: int | None = None) -> None:

@@ -2,8 +2,8 @@
 
 Nothing here touches a socket or an event loop. Decoding never raises anything but
 :class:`DecodeError` (carrying the error code to answer with and, when it could be read, the
-request id), whatever bytes it is given; ``tests/test_codec_properties.py`` checks that with
-hypothesis.
+request id), whatever bytes it is given; ``tests/protocol/test_codec_properties.py`` checks
+that with hypothesis.
 """
 
 from __future__ import annotations
@@ -154,13 +154,27 @@ def to_object_value(value: Any) -> Any:
     return value
 
 
+def _defaults(cls: type[f.Frame]) -> dict[str, Any]:
+    return {
+        ("from" if fld.name == "from_" else fld.name): fld.default
+        for fld in dataclasses.fields(cls)
+        if fld.default is not dataclasses.MISSING
+    }
+
+
+_DEFAULTS: dict[type[f.Frame], dict[str, Any]] = {cls: _defaults(cls) for cls in f.ALL_OPS.values()}
+_ABSENT = object()
+
+
 def to_object(frame: f.Frame) -> dict[str, Any]:
-    """The frame as a plain map in canonical key order (``op`` first)."""
+    """The frame as a plain map in canonical key order (``op`` first); an optional field is
+    omitted when absent (``None``) or equal to its default."""
     required = _REQUIRED[type(frame)]
+    defaults = _DEFAULTS[type(frame)]
     out: dict[str, Any] = {"op": frame.OP}
     for name in frame.FIELDS:
         value = getattr(frame, _ATTR.get(name, name))
-        if name not in required and (value is None or value == ()):
+        if name not in required and (value is None or value == defaults.get(name, _ABSENT)):
             continue
         out[name] = to_object_value(value)
     return out
@@ -207,8 +221,12 @@ def _unpackb(data: bytes) -> Any:
 def pack_data(value: Any) -> bytes:
     """Encode application data as msgpack (the payload format on NATS)."""
     if isinstance(value, f.Raw):
-        return value.packed
+        return value.packed or _NIL
     return _packb(value)
+
+
+_NIL: Final = b"\xc0"
+"""msgpack nil: what an empty payload stands for."""
 
 
 def unpack_data(packed: bytes) -> Any:
@@ -228,7 +246,7 @@ def encode_msgpack(frame: f.Frame) -> bytes:
     # 15 fields, so the map header is one fixmap byte that grows by one.
     del obj["data"]
     head = _packb(obj)
-    return bytes((head[0] + 1,)) + head[1:] + _DATA_KEY + data.packed
+    return bytes((head[0] + 1,)) + head[1:] + _DATA_KEY + (data.packed or _NIL)
 
 
 _DATA_KEY: Final = _packb("data")
@@ -245,9 +263,28 @@ def decode_msgpack(data: bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS) ->
 # --- JSON ----------------------------------------------------------------------------------
 
 
+def _ext_as_json(code: int, data: bytes) -> dict[str, Any]:
+    return {BYTES_KEY: base64.b64encode(data).decode("ascii"), "$ext": code}
+
+
+def unpack_for_json(packed: bytes) -> Any:
+    """Decode payload data for a JSON subscriber: extension values become
+    ``{"$bytes": ..., "$ext": code}``, timestamps become Unix seconds."""
+    try:
+        return msgpack.unpackb(
+            packed or _NIL,
+            raw=False,
+            strict_map_key=False,
+            ext_hook=_ext_as_json,
+            timestamp=1,
+        )
+    except Exception as exc:
+        raise DecodeError(f"data is not valid msgpack: {type(exc).__name__}") from None
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, f.Raw):
-        return unpack_data(value.packed)
+        return unpack_for_json(value.packed)
     if isinstance(value, bytes | bytearray | memoryview):
         return {BYTES_KEY: base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, msgpack.ExtType):
@@ -260,14 +297,16 @@ def _json_default(value: Any) -> Any:
 def _json_safe(value: Any) -> Any:
     """Slow path for values JSON cannot carry: non-finite floats and non-string keys."""
     if isinstance(value, f.Raw):
-        return _json_safe(unpack_data(value.packed))
+        return _json_safe(unpack_for_json(value.packed))
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {
-            (k if isinstance(k, str) else json.dumps(_json_safe(k), default=_json_default)): (
-                _json_safe(v)
-            )
+            (
+                k
+                if isinstance(k, str)
+                else json.dumps(_json_safe(k), default=_json_default, separators=(",", ":"))
+            ): (_json_safe(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -282,6 +321,10 @@ def _json_object_hook(obj: dict[str, Any]) -> Any:
         except binascii.Error:
             raise ValueError("invalid base64 in $bytes") from None
     return obj
+
+
+json_object_hook = _json_object_hook
+"""The ``$bytes`` mapping for JSON read outside frames (``POST /api/publish`` bodies)."""
 
 
 def dumps_json(obj: Any) -> str:
@@ -318,21 +361,36 @@ class WireCodec:
     binary: bool
     encode: Callable[[f.Frame], bytes | str]
     decode: Callable[[str | bytes], f.Frame]
+    """Any frame (what a client reads)."""
+    decode_client: Callable[[str | bytes], f.Frame]
+    """Client frames only (what a gateway reads): a gateway op from a client is unknown."""
 
 
-def _decode_msgpack_any(data: str | bytes) -> f.Frame:
+def _decode_msgpack_any(data: str | bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS) -> f.Frame:
     if isinstance(data, str):
         raise DecodeError("frys.v1.msgpack expects binary frames")
-    return decode_msgpack(data)
+    return decode_msgpack(data, ops)
 
 
-def _decode_json_any(data: str | bytes) -> f.Frame:
+def _decode_json_any(data: str | bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS) -> f.Frame:
     if not isinstance(data, str):
         raise DecodeError("frys.v1.json expects text frames")
-    return decode_json(data)
+    return decode_json(data, ops)
 
 
-MSGPACK = WireCodec(SUBPROTOCOL_MSGPACK, True, encode_msgpack, _decode_msgpack_any)
-JSON = WireCodec(SUBPROTOCOL_JSON, False, encode_json, _decode_json_any)
+MSGPACK = WireCodec(
+    SUBPROTOCOL_MSGPACK,
+    True,
+    encode_msgpack,
+    _decode_msgpack_any,
+    lambda data: _decode_msgpack_any(data, f.CLIENT_OPS),
+)
+JSON = WireCodec(
+    SUBPROTOCOL_JSON,
+    False,
+    encode_json,
+    _decode_json_any,
+    lambda data: _decode_json_any(data, f.CLIENT_OPS),
+)
 CODECS: dict[str, WireCodec] = {c.subprotocol: c for c in (MSGPACK, JSON)}
 DEFAULT_CODEC = MSGPACK

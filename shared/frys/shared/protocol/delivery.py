@@ -2,7 +2,7 @@
 
 A gateway receives each message from NATS once and writes it to every local subscriber; it
 encodes it once per subprotocol with a per-channel template, splicing the msgpack payload
-bytes without decoding them. ``tests/test_delivery.py`` checks the bytes equal the generic
+bytes without decoding them. ``tests/protocol/test_golden.py`` checks the bytes equal the generic
 codec's, so there is still one wire format.
 """
 
@@ -81,7 +81,7 @@ class MessageTemplate:
         if tc is not None:
             parts.append(',"tc":' + codec.dumps_json(codec.to_object_value(tc)))
         parts.append(',"data":')
-        parts.append(codec.dumps_json(codec.unpack_data(packed_data)))
+        parts.append(codec.dumps_json(codec.unpack_for_json(packed_data)))
         parts.append("}")
         return "".join(parts)
 
@@ -94,6 +94,4 @@ class MessageTemplate:
         enc: str | None = None,
     ) -> Message:
         """The same delivery as a typed frame (for tests and slow paths)."""
-        return Message(
-            ch=self.channel, data=Raw(packed_data), seq=seq, from_=from_, enc=enc, tc=tc
-        )
+        return Message(ch=self.channel, data=Raw(packed_data), seq=seq, from_=from_, enc=enc, tc=tc)

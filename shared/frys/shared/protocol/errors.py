@@ -46,7 +46,6 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     PROTOCOL_ERROR = 1002
-    UNSUPPORTED_DATA = 1003
     INVALID_PAYLOAD = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
@@ -76,9 +75,6 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
         CloseInfo(CloseCode.NORMAL, Reconnect.NO, "the client closed, or the session ended"),
         CloseInfo(CloseCode.GOING_AWAY, Reconnect.YES, "the gateway is stopping"),
         CloseInfo(CloseCode.PROTOCOL_ERROR, Reconnect.NO, "invalid WebSocket framing"),
-        CloseInfo(
-            CloseCode.UNSUPPORTED_DATA, Reconnect.NO, "frame type does not match the subprotocol"
-        ),
         CloseInfo(CloseCode.INVALID_PAYLOAD, Reconnect.NO, "text frame is not valid UTF-8"),
         CloseInfo(CloseCode.POLICY_VIOLATION, Reconnect.NO, "too many invalid frames"),
         CloseInfo(
@@ -94,7 +90,8 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
         CloseInfo(
             CloseCode.SLOW_CONSUMER,
             Reconnect.YES,
-            "outbound queue overflowed on a durable channel; resume from the last position",
+            "outbound queue overflowed on a channel that cannot be conflated (not state); "
+            "resume events from the last position",
         ),
         CloseInfo(CloseCode.CONNECT_TIMEOUT, Reconnect.YES, "no connect frame within the deadline"),
         CloseInfo(CloseCode.MIGRATED, Reconnect.YES, "moved by the router; reconnect to the URL"),

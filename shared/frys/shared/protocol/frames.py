@@ -1,9 +1,9 @@
 """The frames of wire protocol v1, as typed values.
 
 Each frame class lists its wire fields in canonical order (``FIELDS``); encoders emit them in
-that order, omitting absent optional fields, so every frame has exactly one byte form (the
-golden vectors in ``tests/golden`` pin it). Decoders accept any key order and ignore unknown
-keys, so later minor versions can add optional fields.
+that order, omitting absent optional fields, so every frame has exactly one byte form
+(``tests/protocol/golden_v1.json`` pins it). Decoders accept any key order and ignore
+unknown keys, so later minor versions can add optional fields.
 """
 
 from __future__ import annotations

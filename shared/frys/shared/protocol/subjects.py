@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel
 from frys.shared.protocol.errors import ChannelError
 
-_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+_PREFIX_RE = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
+"""Lower case, no ``_``: stream and bucket names derived from a prefix (``.`` → ``_``,
+upper-cased) then differ for different prefixes."""
 
 DEFAULT_PREFIX = "frys"
 
