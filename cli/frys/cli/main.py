@@ -58,7 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--audience", default="")
     tok.add_argument("--key-id", default="")
 
-    sub.add_parser("router", help="run the collaboration-aware router")
+    rt = sub.add_parser("router", help="run the collaboration-aware router")
+    for flag, kind in (
+        ("nats-url", str),
+        ("subject-prefix", str),
+        ("host", str),
+        ("port", int),
+        ("plan-interval-s", float),
+        ("k8s", str),
+        ("k8s-namespace", str),
+        ("k8s-selector", str),
+    ):
+        rt.add_argument(f"--{flag}", type=kind, dest=flag.replace("-", "_"))
     lt = sub.add_parser("loadtest", help="benchmarks and load scenarios", add_help=False)
     lt.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -89,8 +100,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         return _token(args)
     if args.command == "router":
-        print("the router is not available in this build", file=sys.stderr)
-        return 2
+        from frys.router.config import RouterConfigError, load_router_config
+        from frys.router.server import run_router
+
+        overrides = {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("command", "log_level", "plain_logs") and v is not None
+        }
+        try:
+            router_config = load_router_config(overrides=overrides)
+        except RouterConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        return run_router(router_config)
     if args.command == "loadtest":
         from frys.loadtest.cli import main as loadtest_main
 

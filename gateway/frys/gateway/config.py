@@ -78,6 +78,10 @@ class GatewayConfig:
     control_outcome_ttl_s: float = 3600.0
     presence_ttl_s: float = 15.0
 
+    # placement (the router)
+    interaction_report_s: float = 2.0
+    migrate_rate_per_s: float = 200.0
+
     # lifecycle
     drain_s: float = 10.0
     reconnect_spread_ms: int = 5000
@@ -131,6 +135,8 @@ class GatewayConfig:
             "presence_ttl_s",
             "drain_s",
             "workers",
+            "interaction_report_s",
+            "migrate_rate_per_s",
         )
         problems += [f"{name} must be > 0" for name in positive if getattr(self, name) <= 0]
         if self.events_duplicate_window_s > self.events_max_age_s:

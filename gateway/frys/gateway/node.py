@@ -26,6 +26,7 @@ from frys.gateway.control import Control
 from frys.gateway.hub import Hub
 from frys.gateway.metrics import Metrics
 from frys.gateway.peers import Peers
+from frys.gateway.placement import GatewayPlacement
 from frys.gateway.presence import Presence
 from frys.gateway.telemetry import GatewayTelemetry
 from frys.shared import telemetry as otel
@@ -61,6 +62,9 @@ class Gateway:
         self.presence = Presence(config, self.bus, self.hub)
         self.hub.presence_members = self.presence.members
         self.peers = Peers(self)
+        self.placement = GatewayPlacement(
+            self, config.interaction_report_s, config.migrate_rate_per_s
+        )
         self.peers.on_lost.append(self._gateway_lost)
         self.presence.alive = lambda gw: gw == config.gateway_id or gw in self.peers.peers
         self.sessions: set[Session] = set()
@@ -103,6 +107,7 @@ class Gateway:
         self.presence.start()
         await self.peers.start()
         await self.bus.subscribe(self.subjects.keyframe_requests_all, self._on_keyframe_request)
+        await self.placement.start()
         self.phase = Phase.SERVING
         self.started.set()
         log.info("gateway %s serving at %s", self.config.gateway_id, self.config.advertised_url)
@@ -114,10 +119,10 @@ class Gateway:
         self.metrics.connections_total += 1
 
     def on_connected(self, session: Session) -> None:
-        pass
+        self.placement.on_connected(session)
 
     def on_publish(self, session: Session, channel: Channel) -> None:
-        pass
+        self.placement.on_publish(session, channel)
 
     def on_closed(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -157,7 +162,12 @@ class Gateway:
         """Drain, then release everything; each step is bounded so the process exits."""
         await self.drain()
         self.phase = Phase.STOPPED
-        for step in (self.peers.stop(), self.presence.stop(), self.hub.close()):
+        for step in (
+            self.placement.stop(),
+            self.peers.stop(),
+            self.presence.stop(),
+            self.hub.close(),
+        ):
             try:
                 await asyncio.wait_for(step, 3.0)
             except Exception as exc:

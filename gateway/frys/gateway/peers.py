@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import msgpack
 from nats.aio.msg import Msg
+
+from frys.shared.protocol.routing import Heartbeat, decode_heartbeat
 
 if TYPE_CHECKING:
     from frys.gateway.node import Gateway
@@ -62,25 +62,22 @@ class Peers:
         self._cpu = (cpu, wall)
         return round((cpu - last_cpu) / max(wall - last_wall, 1e-6), 3)
 
-    def beat(self) -> dict[str, object]:
+    def beat(self) -> Heartbeat:
         gw = self.gw
-        return {
-            "id": gw.config.gateway_id,
-            "url": gw.config.advertised_url,
-            "connections": len(gw.sessions),
-            "load": self._load(),
-            "draining": gw.draining,
-            "pid": os.getpid(),
-        }
+        return Heartbeat(
+            id=gw.config.gateway_id,
+            url=gw.config.advertised_url,
+            connections=len(gw.sessions),
+            load=self._load(),
+            draining=gw.draining,
+        )
 
     async def _loop(self) -> None:
         ttl = self.gw.config.presence_ttl_s
         while True:
             if self.gw.bus.ready:
                 with contextlib.suppress(Exception):
-                    await self.gw.bus.publish(
-                        self.gw.subjects.heartbeat, msgpack.packb(self.beat(), use_bin_type=True)
-                    )
+                    await self.gw.bus.publish(self.gw.subjects.heartbeat, self.beat().encode())
             now = time.monotonic()
             for peer in list(self.peers.values()):
                 if now - peer.seen > ttl:
@@ -91,18 +88,17 @@ class Peers:
             await asyncio.sleep(self.interval_s)
 
     async def _on_heartbeat(self, msg: Msg) -> None:
-        try:
-            beat = msgpack.unpackb(msg.data, raw=False)
-            peer = PeerInfo(
-                id=str(beat["id"]),
-                url=str(beat["url"]),
-                connections=int(beat["connections"]),
-                load=float(beat["load"]),
-                draining=bool(beat["draining"]),
-                seen=time.monotonic(),
-            )
-        except Exception:
+        beat = decode_heartbeat(msg.data)
+        if beat is None:
             return
+        peer = PeerInfo(
+            id=beat.id,
+            url=beat.url,
+            connections=beat.connections,
+            load=beat.load,
+            draining=beat.draining,
+            seen=time.monotonic(),
+        )
         if peer.id != self.gw.config.gateway_id:
             self.peers[peer.id] = peer
 

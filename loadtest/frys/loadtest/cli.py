@@ -10,6 +10,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "durability": ("frys.loadtest.durability", "events through gateway/NATS failures (soak)"),
     "tensor": ("frys.loadtest.tensor_bench", "tensor codecs vs zstd and blosc2"),
     "placement": ("frys.loadtest.placement_sim", "router placement simulation"),
+    "mesh": ("frys.loadtest.mesh", "agents in workflows over gateways, router on vs off"),
     "fanout": ("frys.loadtest.fanout", "deliveries/s and latency of a broadcast (--vs peers)"),
     "latency": ("frys.loadtest.latency", "latency percentiles at a fixed rate (--vs peers)"),
     "connect": ("frys.loadtest.connect", "connection storm and connect+auth latency"),

@@ -1,0 +1,246 @@
+"""The router service: listens to gateways over NATS, runs placement, publishes the result.
+
+Every ``plan_interval_s`` it feeds the interactions gathered since the last round and the
+gateways' health to the :class:`~frys.router.placement.Placer`, writes the changed
+placements to the KV bucket the gateways watch, and sends each source gateway its
+migration orders. It holds no state another router could not rebuild from the gateways'
+next reports; the table in KV outlives it, so a dead router changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from frys.router.config import RouterConfig
+from frys.router.kubernetes import PodWatcher, in_cluster
+from frys.router.membership import Membership, PodState
+from frys.router.placement import (
+    Counts,
+    GatewayHealth,
+    NoGatewayError,
+    PlacementConfig,
+    Placer,
+    Plan,
+    merge_counts,
+)
+from frys.shared.protocol.routing import (
+    InteractionReport,
+    MigrationOrder,
+    decode_heartbeat,
+    decode_interactions,
+    placement_key,
+)
+
+log = logging.getLogger("frys.router")
+
+
+@dataclass
+class RouterStats:
+    plans: int = 0
+    reports: int = 0
+    moves: int = 0
+    migrations_ordered: int = 0
+    placements_written: int = 0
+    last_plan_ms: float = 0.0
+    busiest_ratio: float = 0.0
+    agents: int = 0
+    gateways: dict[str, str] = field(default_factory=dict)
+
+
+class RouterService:
+    def __init__(self, config: RouterConfig, placer: Placer | None = None, k8s_api: object = None):
+        self.config = config
+        self.subjects = config.subjects
+        self.placer = placer or Placer(
+            PlacementConfig(half_life=config.half_life_s, min_dwell=config.min_dwell_s)
+        )
+        self.membership = Membership(config.gateway_ttl_s, config.forget_after_s)
+        self.nc = NatsClient()
+        self.kv: KeyValue | None = None
+        self.stats = RouterStats()
+        self._reports: list[Counts] = []
+        self._located: dict[str, str] = {}
+        self._published: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._k8s_api = k8s_api
+        self.pods: PodWatcher | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.nc.connect(
+            servers=[u.strip() for u in self.config.nats_url.split(",")],
+            name="frys-router",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]
+        )
+        js = self.nc.jetstream(timeout=5)
+        bucket = self.subjects.placement_bucket
+        while self.kv is None:
+            try:
+                try:
+                    self.kv = await js.key_value(bucket)
+                except nats.js.errors.BucketNotFoundError:
+                    self.kv = await js.create_key_value(
+                        KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE)
+                    )
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                log.warning("placement bucket not ready (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        await self._load_published()
+        await self.nc.subscribe(self.subjects.heartbeat, cb=self._on_heartbeat)
+        await self.nc.subscribe(self.subjects.interactions, cb=self._on_interactions)
+        if self.config.k8s == "on" or (self.config.k8s == "auto" and in_cluster()):
+            self.membership.set_pods({})
+            self.pods = PodWatcher(
+                self.config.k8s_namespace,
+                self.config.k8s_selector,
+                self._on_pods,
+                api_client=self._k8s_api,
+            )
+            self.pods.start()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self.ready.set()
+
+    async def _load_published(self) -> None:
+        """Start from the table in KV, so a restarted router does not rewrite it all."""
+        assert self.kv is not None
+        from frys.shared.protocol.routing import agent_of_key
+
+        try:
+            keys = await self.kv.keys()
+        except Exception:
+            return
+        for key in keys:
+            agent = agent_of_key(key)
+            if agent is None:
+                continue
+            with contextlib.suppress(Exception):
+                entry = await self.kv.get(key)
+                if entry.value:
+                    self._published[agent] = entry.value.decode()
+
+    async def stop(self) -> None:
+        if self.pods is not None:
+            self.pods.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.drain(), 2.0)
+
+    # --- inputs -------------------------------------------------------------------------
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        beat = decode_heartbeat(msg.data)
+        if beat is not None:
+            self.membership.heard(beat, time.monotonic())
+
+    async def _on_interactions(self, msg: Msg) -> None:
+        report = decode_interactions(msg.data)
+        if report is None:
+            return
+        self.stats.reports += 1
+        self._reports.append(_counts(report))
+        for agent in report.located:
+            self._located[agent] = report.gateway
+
+    def _on_pods(self, pods: dict[str, PodState]) -> None:
+        self.membership.set_pods(pods)
+
+    # --- one round ----------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.plan_interval_s)
+            try:
+                await self.round(time.monotonic())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("placement round failed")
+
+    async def round(self, now: float) -> Plan | None:
+        """Observe, plan, publish. Returns the plan (``None`` without active gateways)."""
+        reports, self._reports = self._reports, []
+        if reports:
+            self.placer.observe(merge_counts(reports), now)
+        health = self.membership.health(now)
+        self.stats.gateways = {g: h.value for g, h in health.items()}
+        if not any(h is GatewayHealth.ACTIVE for h in health.values()):
+            return None
+        self.placer.set_gateways(health)
+        located = {a: g for a, g in self._located.items() if g in health}
+        self._located = {}
+        self.placer.report_locations(located)
+        started = time.perf_counter()
+        try:
+            plan = self.placer.plan(now)
+        except NoGatewayError:
+            return None
+        self.stats.last_plan_ms = round((time.perf_counter() - started) * 1000, 1)
+        self.stats.plans += 1
+        self.stats.moves += len(plan.moves)
+        self.stats.busiest_ratio = round(plan.busiest_ratio, 3)
+        self.stats.agents = len(plan.table.agents())
+        await self._publish_table(plan)
+        await self._send_orders(plan, health)
+        return plan
+
+    async def _publish_table(self, plan: Plan) -> None:
+        assert self.kv is not None
+        kv = self.kv
+        table = plan.table
+        wanted: dict[str, str] = {}
+        for agent in table.agents():
+            gateway = table.gateway_of_agent(agent)
+            if gateway is not None:
+                wanted[agent] = gateway
+        changed = [(a, g) for a, g in wanted.items() if self._published.get(a) != g]
+        gone = [a for a in self._published if a not in wanted]
+        for batch_start in range(0, len(changed), 256):
+            batch = changed[batch_start : batch_start + 256]
+            await asyncio.gather(*(kv.put(placement_key(a), g.encode()) for a, g in batch))
+        for agent in gone:
+            with contextlib.suppress(Exception):
+                await kv.delete(placement_key(agent))
+        self._published = wanted
+        self.stats.placements_written += len(changed)
+
+    async def _send_orders(self, plan: Plan, health: dict[str, GatewayHealth]) -> None:
+        by_source: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        for m in plan.migrations:
+            if health.get(m.source) in (None, GatewayHealth.DOWN):
+                continue  # its clients are reconnecting anyway; the table guides them
+            url = self.membership.url_of(m.target)
+            if url is None:
+                continue
+            by_source[m.source].append((m.agent, m.target, url))
+        for source, migrations in by_source.items():
+            order = MigrationOrder(tuple(migrations), reason="placement")
+            await self.nc.publish(self.subjects.gateway_orders(source), order.encode())
+            self.stats.migrations_ordered += len(migrations)
+
+
+def _counts(report: InteractionReport) -> Counts:
+    subscriptions: dict[tuple[str, str], float] = {}
+    for agent, workflow in report.subscriptions:
+        subscriptions[(agent, workflow)] = 1.0
+    publishes: dict[tuple[str, str], float] = defaultdict(float)
+    for agent, workflow, n in report.publishes:
+        publishes[(agent, workflow)] += n
+    direct: dict[tuple[str, str], float] = defaultdict(float)
+    for sender, recipient, n in report.direct:
+        direct[(sender, recipient)] += n
+    return Counts(subscriptions=subscriptions, publishes=dict(publishes), direct=dict(direct))
