@@ -145,6 +145,8 @@ class GatewayPlacement:
         peer = gw.peers.healthy(owner)
         if peer is None:
             return  # the owner is gone or draining: serving here beats sending it nowhere
+        if peer.url == gw.config.advertised_url:
+            return  # a sibling worker behind the same address: moving cannot do better
         session.migrate(peer.url, "placement")
 
     # --- orders -------------------------------------------------------------------------
@@ -168,6 +170,8 @@ class GatewayPlacement:
                     continue
                 peer = self.gw.peers.healthy(target)
                 target_url = peer.url if peer is not None else url
+                if target_url == self.gw.config.advertised_url:
+                    continue  # a sibling worker behind the same address
                 for session in [
                     s
                     for s in self.gw.sessions
