@@ -41,6 +41,8 @@ stream above 65,535 so that every sequence has the same msgpack width (5 bytes).
 
 
 NATS_FIRST_PING_WAIT_S = 3.0
+MAX_SETUP_FRAMES = 10_000
+"""Frames a connection may receive while waiting for one answer before giving up."""
 
 
 class ProtocolError(RuntimeError):
@@ -118,12 +120,13 @@ class Dialect:
         if self.kind == "frys":
             ident = self._next_id()
             ws.send(encode_msgpack(f.Subscribe(id=ident, ch=channel)))
-            while True:
+            for _ in range(MAX_SETUP_FRAMES):
                 frame = decode_msgpack((await ws.recv(timeout_s))[1])
                 if isinstance(frame, f.Ack) and frame.id == ident:
                     return
                 if isinstance(frame, f.Error):
                     raise ProtocolError(f"subscribe refused: {frame.reason}")
+            raise ProtocolError("no ack to subscribe")
         elif self.kind == "plain":
             await _ask(ws, b"sub:" + channel.encode(), b"ok", timeout_s)
         elif self.kind == "socketio":
@@ -143,10 +146,11 @@ class Dialect:
         if self.kind == "frys":
             ident = self._next_id()
             ws.send(encode_msgpack(f.Ping(id=ident)))
-            while True:
+            for _ in range(MAX_SETUP_FRAMES):
                 frame = decode_msgpack((await ws.recv(timeout_s))[1])
                 if isinstance(frame, f.Pong) and frame.id == ident:
                     return
+            raise ProtocolError("no pong")
         elif self.kind == "plain":
             await _ask(ws, b"ping", b"pong", timeout_s)
         elif self.kind == "socketio":
@@ -203,12 +207,13 @@ async def _ask(ws: RawWs, question: bytes, answer: bytes, timeout_s: float) -> N
 
 async def _socketio_ack(ws: RawWs, ident: int, timeout_s: float) -> None:
     prefix = f"43{ident}[".encode()
-    while True:
+    for _ in range(MAX_SETUP_FRAMES):
         _op, data = await ws.recv(timeout_s)
         if data.startswith(prefix):
             return
         if data.startswith(b"44"):
             raise ProtocolError(f"Socket.IO error: {data[:80]!r}")
+    raise ProtocolError("no Socket.IO ack")
 
 
 def _engineio_heartbeat(ws: RawWs, opcode: int, data: bytes) -> bool:
@@ -228,7 +233,7 @@ def _nats_heartbeat(ws: RawWs, opcode: int, data: bytes) -> bool:
 
 async def _nats_pong(ws: RawWs, timeout_s: float) -> None:
     """Wait for our PONG, answering the server's pings."""
-    while True:
+    for _ in range(MAX_SETUP_FRAMES):
         _op, data = await ws.recv(timeout_s)
         if data.startswith(b"-ERR"):
             raise ProtocolError(data.decode(errors="replace").strip())
@@ -237,6 +242,7 @@ async def _nats_pong(ws: RawWs, timeout_s: float) -> None:
             ws.send(b"PONG\r\n")
         if b"PONG\r\n" in data:
             return
+    raise ProtocolError("no PONG")
 
 
 async def _nats_wait_ping(ws: RawWs, timeout_s: float) -> None:

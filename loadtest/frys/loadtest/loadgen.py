@@ -25,6 +25,8 @@ from hdrh.histogram import HdrHistogram
 from frys.loadtest.dialects import Dialect
 from frys.loadtest.wsraw import RawWs, open_ws
 
+PROBE_MAX_S = 3600.0
+"""A stall probe stops by itself after an hour."""
 HIST_MAX_US = 3_600_000_000
 """Latencies are recorded in microseconds, up to an hour."""
 
@@ -180,8 +182,9 @@ async def _probe_loop(state: _State, spec: OpenSpec, interval_s: float) -> None:
     ws = await open_ws(ep.host, ep.port, ep.dialect.path, ep.dialect.subprotocol)
     ep.dialect.prepare(ws)
     await ep.dialect.hello(ws)
+    end = time.monotonic() + PROBE_MAX_S
     try:
-        while True:
+        while time.monotonic() < end:
             t0 = time.monotonic_ns()
             try:
                 await ep.dialect.ping(ws, 30.0)
