@@ -172,6 +172,16 @@ async def clients() -> AsyncIterator[Callable[..., Awaitable[Client]]]:
             await client.close()
 
 
+def pause_reading(client: Client) -> asyncio.Transport:
+    """Stop reading a client's socket, as a stalled browser tab would."""
+    ws = client._ws
+    assert ws is not None
+    transport = ws._response.connection.transport  # type: ignore[union-attr]
+    assert transport is not None
+    transport.pause_reading()
+    return transport
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:

@@ -19,7 +19,7 @@ from frys.loadtest.cluster import LocalCluster
 from frys.shared.protocol.errors import CloseCode
 from frys.shared.protocol.frames import Position
 from frys.shared.protocol.subjects import Subjects
-from tests.conftest import GatewayFactory, start_gateway, token
+from tests.conftest import GatewayFactory, pause_reading, start_gateway, token
 
 ClientFactory = Callable[..., Awaitable[Client]]
 
@@ -30,16 +30,6 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
-
-
-def pause_reading(client: Client) -> asyncio.Transport:
-    """Stop reading the client's socket, as a stalled browser tab would."""
-    ws = client._ws
-    assert ws is not None
-    transport = ws._response.connection.transport  # type: ignore[union-attr]
-    assert transport is not None
-    transport.pause_reading()
-    return transport
 
 
 async def test_slow_events_reader_is_closed_and_resumes_without_loss(

@@ -16,7 +16,7 @@ from frys.client import Client
 from frys.client.backend import Backend
 from frys.client.errors import BadRequest
 from frys.shared.tensor import TensorEncoder
-from tests.conftest import GatewayFactory, RunningGateway, token
+from tests.conftest import GatewayFactory, RunningGateway, pause_reading, token
 
 ClientFactory = Callable[..., Awaitable[Client]]
 
@@ -60,15 +60,6 @@ def in_publish_order(seen: list[bytes], frames: list[npt.NDArray[Any]]) -> bool:
     index = {f.tobytes(): i for i, f in enumerate(frames)}
     order = [index.get(b, -1) for b in seen]
     return -1 not in order and order == sorted(order)
-
-
-def pause_reading(client: Client) -> asyncio.Transport:
-    ws = client._ws
-    assert ws is not None
-    transport = ws._response.connection.transport  # type: ignore[union-attr]
-    assert transport is not None
-    transport.pause_reading()
-    return transport
 
 
 async def test_fast_and_slow_subscribers_end_with_the_exact_latest_array(

@@ -120,10 +120,28 @@ class GatewayTelemetry:
     ) -> Span:
         """Start the span of a message entering Frys; its context replaces any in
         ``headers`` so that delivery spans become its children."""
+        return self._outgoing(name, tc, headers, attributes, SpanKind.PRODUCER)
+
+    def client_span(
+        self,
+        name: str,
+        tc: TraceContext | None,
+        headers: dict[str, str],
+        attributes: dict[str, Any],
+    ) -> Span:
+        """Start the span of a control request; the engine's span becomes its child."""
+        return self._outgoing(name, tc, headers, attributes, SpanKind.CLIENT)
+
+    def _outgoing(
+        self,
+        name: str,
+        tc: TraceContext | None,
+        headers: dict[str, str],
+        attributes: dict[str, Any],
+        kind: SpanKind,
+    ) -> Span:
         parent = otel.extract(_carrier(tc)) if tc is not None else None
-        span = self.tracer.start_span(
-            name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes
-        )
+        span = self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
         otel.inject(trace.set_span_in_context(span), headers)
         return span
 
@@ -135,20 +153,6 @@ class GatewayTelemetry:
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         )
-
-    def client_span(
-        self,
-        name: str,
-        tc: TraceContext | None,
-        headers: dict[str, str],
-        attributes: dict[str, Any],
-    ) -> Span:
-        parent = otel.extract(_carrier(tc)) if tc is not None else None
-        span = self.tracer.start_span(
-            name, context=parent, kind=SpanKind.CLIENT, attributes=attributes
-        )
-        otel.inject(trace.set_span_in_context(span), headers)
-        return span
 
 
 def _carrier(tc: TraceContext) -> dict[str, str]:
