@@ -70,6 +70,7 @@ class _State:
     probe_hist: HdrHistogram = field(default_factory=new_histogram)
     probe_max_us: int = 0
     probe_errors: int = 0
+    probe_stop: bool = False
 
 
 def pin(cpus: Sequence[int]) -> None:
@@ -184,7 +185,7 @@ async def _probe_loop(state: _State, spec: OpenSpec, interval_s: float) -> None:
     await ep.dialect.hello(ws)
     end = time.monotonic() + PROBE_MAX_S
     try:
-        while time.monotonic() < end:
+        while time.monotonic() < end and not state.probe_stop:
             t0 = time.monotonic_ns()
             try:
                 await ep.dialect.ping(ws, 30.0)
@@ -231,6 +232,7 @@ async def _serve(pipe: multiprocessing.connection.Connection) -> None:
             elif op == "probe_start":
                 state.probe_hist.reset()
                 state.probe_max_us = 0
+                state.probe_stop = False
                 state.probe = asyncio.get_running_loop().create_task(
                     _probe_loop(state, args[0], args[1])
                 )
@@ -240,9 +242,11 @@ async def _serve(pipe: multiprocessing.connection.Connection) -> None:
                 result = True
             elif op == "probe_stop":
                 if state.probe is not None:
+                    # A flag as well as a cancel: wait_for may swallow a cancellation
+                    # that races with its result (Python 3.11).
+                    state.probe_stop = True
                     state.probe.cancel()
-                    with contextlib.suppress(BaseException):
-                        await state.probe
+                    await asyncio.wait({state.probe}, timeout=5.0)
                 result = {
                     "max_us": state.probe_max_us,
                     "errors": state.probe_errors,
