@@ -14,7 +14,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ CLAIM = "frys"
 """Namespaced claim holding ``kind`` and ``grants``."""
 
 KINDS = frozenset({"user", "agent", "service"})
+TOKEN_CACHE_SIZE = 8192
 
 
 class AuthError(FrysError):
@@ -47,7 +48,6 @@ class Identity:
     kind: str
     grants: Grants
     exp: int | None
-    claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,7 @@ class TokenVerifier:
         self._leeway = config.jwt_leeway_s
         self._by_kid: dict[str, _Key] = {}
         self._default: _Key | None = None
+        self._cache: dict[str, Identity] = {}
         if config.jwt_jwks_file:
             self._by_kid.update(_load_jwks(Path(config.jwt_jwks_file).read_text()))
         if config.jwt_public_key_file:
@@ -130,8 +131,23 @@ class TokenVerifier:
         return self._default
 
     def verify(self, token: str) -> Identity:
+        """The identity of a valid token. A token verified before is answered from a cache
+        (its signature cannot have changed) as long as it has not expired."""
         if not token:
             raise AuthError("token required")
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached.exp is not None and cached.exp + self._leeway < time.time():
+                del self._cache[token]
+                raise AuthError("token expired")
+            return cached
+        identity = self._verify(token)
+        if len(self._cache) >= TOKEN_CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[token] = identity
+        return identity
+
+    def _verify(self, token: str) -> Identity:
         key = self._key_for(token)
         try:
             claims = jwt.decode(
@@ -166,6 +182,25 @@ class TokenVerifier:
         return identity_from_claims(claims)
 
 
+_GRANTS_CACHE: dict[str, Grants] = {}
+
+
+def _grants(claim: object) -> Grants:
+    """Parsed grants, shared by every session whose token grants the same (tokens of one
+    deployment repeat a handful of grant sets; each session need not hold its own)."""
+    try:
+        key = json.dumps(claim, sort_keys=True)
+    except (TypeError, ValueError):
+        return Grants.from_claim(claim)
+    grants = _GRANTS_CACHE.get(key)
+    if grants is None:
+        grants = Grants.from_claim(claim)
+        if len(_GRANTS_CACHE) >= 4096:
+            _GRANTS_CACHE.pop(next(iter(_GRANTS_CACHE)))
+        _GRANTS_CACHE[key] = grants
+    return grants
+
+
 def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
@@ -177,7 +212,7 @@ def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
     if kind not in KINDS:
         raise AuthError(f"{CLAIM}.kind must be one of {', '.join(sorted(KINDS))}")
     try:
-        grants = Grants.from_claim(frys.get("grants"))
+        grants = _grants(frys.get("grants"))
     except ChannelError as exc:
         raise AuthError(str(exc)) from None
     exp = claims.get("exp")
@@ -186,7 +221,6 @@ def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
         kind=str(kind),
         grants=grants,
         exp=int(exp) if isinstance(exp, int | float) else None,
-        claims=dict(claims),
     )
 
 

@@ -41,6 +41,42 @@ log = logging.getLogger("frys.gateway.bus")
 logging.getLogger("nats.js.kv").setLevel(logging.ERROR)
 
 MsgHandler = Callable[[Msg], Awaitable[None]]
+DirectHandler = Callable[[bytes, dict[str, str] | None], None]
+"""Called synchronously from the NATS read loop with (payload, headers)."""
+
+
+def parse_headers(raw: bytes) -> dict[str, str] | None:
+    """NATS message headers (``NATS/1.0\r\nKey: value\r\n...\r\n\r\n``) as a dict."""
+    lines = raw.split(b"\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        key, sep, value = line.partition(b":")
+        if sep:
+            headers[key.strip().decode()] = value.strip().decode()
+    return headers or None
+
+
+class FanoutClient(NatsClient):
+    """A NATS client that hands the messages of chosen subscriptions straight to a
+    synchronous handler, from the read loop: no message object, no queue, no task switch
+    per message. The fan-out's NATS ingest is a third of a gateway's CPU when channels
+    have few subscribers; this is the part of it that is ours to save."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct: dict[int, DirectHandler] = {}
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        handler = self.direct.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        stats = self.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        handler(data, parse_headers(headers) if headers else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +98,7 @@ class Bus:
     def __init__(self, config: GatewayConfig):
         self.config = config
         self.subjects: Subjects = config.subjects
-        self.nc: NatsClient = NatsClient()
+        self.nc: FanoutClient = FanoutClient()
         self._js: JetStreamContext | None = None
         self.kv_control: KeyValue | None = None
         self.kv_presence: KeyValue | None = None
@@ -226,6 +262,17 @@ class Bus:
         return await self.nc.subscribe(
             subject, cb=handler, pending_msgs_limit=1 << 20, pending_bytes_limit=1 << 30
         )
+
+    async def subscribe_direct(self, subject: str, handler: DirectHandler) -> Subscription:
+        """Subscribe with a synchronous handler called from the read loop (see
+        :class:`FanoutClient`); the subscription survives reconnects like any other."""
+        sub = await self.nc.subscribe(subject)
+        self.nc.direct[sub._id] = handler
+        return sub
+
+    async def unsubscribe_direct(self, sub: Subscription) -> None:
+        self.nc.direct.pop(sub._id, None)
+        await sub.unsubscribe()
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None

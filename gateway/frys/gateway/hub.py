@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry.trace import Span
 
@@ -61,6 +60,10 @@ class Subscriber(Protocol):
     def tensor_conflated(self, fanout: Fanout) -> None: ...
 
     def on_fanout_failed(self, fanout: Fanout, reason: str) -> None: ...
+
+
+class Writer(Protocol):
+    def flush_out(self) -> None: ...
 
 
 class FanoutState(enum.Enum):
@@ -130,7 +133,9 @@ class Fanout:
     async def start(self) -> None:
         bus = self.hub.bus
         try:
-            self.nats_sub = await bus.subscribe(self.hub.subjects.live(self.channel), self._on_msg)
+            self.nats_sub = await bus.subscribe_direct(
+                self.hub.subjects.live(self.channel), self._on_data
+            )
             await bus.nc.flush(timeout=5)
             self.hub.metrics.nats_subscriptions += 1
             if self.kind is ChannelKind.PRESENCE and self.hub.presence_members is not None:
@@ -163,7 +168,7 @@ class Fanout:
             sub, self.nats_sub = self.nats_sub, None
             self.hub.metrics.nats_subscriptions -= 1
             try:
-                await sub.unsubscribe()
+                await self.hub.bus.unsubscribe_direct(sub)
             except Exception as exc:
                 log.debug("unsubscribe of %s failed: %s", self.channel, exc)
 
@@ -177,17 +182,19 @@ class Fanout:
         return self.hub.subjects.channel(self.channel)
 
     # --- inbound from NATS --------------------------------------------------------------
-    async def _on_msg(self, msg: Msg) -> None:
-        headers = msg.headers
+    def _on_data(self, data: bytes, headers: dict[str, str] | None) -> None:
+        """One message from NATS (called from the read loop, synchronously)."""
+        if self.state is FanoutState.CLOSED:
+            return
         if headers is None:
-            if self.kind is ChannelKind.PRESENCE and not self._track_presence(msg.data):
+            if self.kind is ChannelKind.PRESENCE and not self._track_presence(data):
                 return
-            self._accept(Entry(None, msg.data, None, None))
+            self._accept(Entry(None, data, None, None))
             return
         tp = headers.get(hdr.TRACEPARENT)
         entry = Entry(
             None,
-            msg.data,
+            data,
             headers.get(hdr.FROM),
             TraceContext(tp, headers.get(hdr.TRACESTATE)) if tp else None,
         )
@@ -459,6 +466,7 @@ class Hub:
         self.presence_members: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
         self.telemetry: GatewayTelemetry | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._writers: list[Writer] = []
         self.gateway_id = bus.config.gateway_id
         bus.on_reconnect.append(self._after_reconnect)
 
@@ -506,6 +514,15 @@ class Hub:
             self._loop = loop
             loop.call_soon(self._flush)
 
+    def add_writer(self, session: Writer) -> None:
+        """``session`` has deliveries waiting: write them at the end of this tick."""
+        self._writers.append(session)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop = self._loop or asyncio.get_running_loop()
+            self._loop = loop
+            loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
@@ -515,6 +532,12 @@ class Hub:
                 fan.flush()
             except Exception:
                 log.exception("flush of %s failed", fan.channel)
+        writers, self._writers = self._writers, []
+        for session in writers:
+            try:
+                session.flush_out()
+            except Exception:
+                log.exception("write to a session failed")
 
     async def _after_reconnect(self) -> None:
         for fan in list(self.fanouts.values()):

@@ -113,7 +113,41 @@ class RateLimiter:
 
 
 class Session:
-    """A client connected over one WebSocket."""
+    """A client connected over one WebSocket.
+
+    Slotted, and its containers made on first use: an idle session is mostly this object,
+    and a gateway holds tens of thousands of them."""
+
+    __slots__ = (
+        "_bulk",
+        "_bulk_bytes",
+        "_close_task",
+        "_deadline",
+        "_expiry",
+        "_out",
+        "_pump",
+        "_tensor_streams",
+        "backlogged",
+        "binary",
+        "caps",
+        "close_code",
+        "codec",
+        "gw",
+        "header_identity",
+        "identity",
+        "invalid_frames",
+        "limiter",
+        "name",
+        "protocol",
+        "queue_bytes",
+        "sid",
+        "stale",
+        "state",
+        "subs",
+        "tasks",
+        "transport",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -130,7 +164,7 @@ class Session:
         transport = request.transport
         assert transport is not None
         self.transport: asyncio.Transport = transport
-        self.request = request
+        self.protocol: Any = request.protocol
         self.header_identity = header_identity
         self.identity: Identity | None = None
         self.sid = uuid.uuid4().hex
@@ -138,20 +172,20 @@ class Session:
         self.name = ""
         self.caps: tuple[str, ...] = ()
         self.subs: dict[Channel, SubRecord] = {}
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[asyncio.Task[Any]] | None = None
         self.backlogged = False
-        self.stale: set[Fanout] = set()
+        self.stale: set[Fanout] | None = None
         self.invalid_frames = 0
         self.close_code: int | None = None
-        cfg = gateway.config
-        self.queue_bytes = cfg.queue_bytes
-        self.limiter = RateLimiter(cfg.publish_rate_per_s, cfg.publish_burst)
+        self.queue_bytes = gateway.config.queue_bytes
+        self.limiter: RateLimiter | None = None
         self._close_task: asyncio.Task[Any] | None = None
-        self._bulk: deque[bytes] = deque()
+        self._out: list[bytes] | None = None
+        self._bulk: deque[bytes] | None = None
         self._bulk_bytes = 0
         self._pump: asyncio.Task[Any] | None = None
-        self._tensor_streams: set[tuple[Channel, int]] = set()
-        self._timers: list[asyncio.TimerHandle] = []
+        self._tensor_streams: set[tuple[Channel, int]] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
         with contextlib.suppress(Exception):
             self.transport.set_write_buffer_limits(high=self.queue_bytes)
@@ -165,9 +199,7 @@ class Session:
     # --- main loop -----------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        self._timers.append(
-            loop.call_later(self.gw.config.connect_timeout_s, self._connect_deadline)
-        )
+        self._deadline = loop.call_later(self.gw.config.connect_timeout_s, self._connect_deadline)
         try:
             async for msg in self.ws:
                 if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
@@ -257,9 +289,9 @@ class Session:
         self.name = frame.name or ""
         self.caps = frame.caps
         self._enter(State.CONNECTED)
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._schedule_expiry()
         cfg = self.gw.config
         self.send(
@@ -454,7 +486,7 @@ class Session:
             return
         if record.task is not None and not record.task.done():
             record.task.cancel()
-        if record.fanout is not None:
+        if record.fanout is not None and self.stale is not None:
             self.stale.discard(record.fanout)
         await self.gw.hub.leave(channel, self)
         if record.in_presence:
@@ -479,7 +511,7 @@ class Session:
                 ErrorCode.NOT_ALLOWED, f"{channel.kind.value} channels take no publish", frame.id
             )
             return
-        if not self.limiter.take():
+        if not self._rate_ok():
             self.error(ErrorCode.LIMIT_EXCEEDED, "publish rate exceeded", frame.id)
             return
         tensor_stream: int | None = None
@@ -525,6 +557,8 @@ class Session:
         gw.on_publish(self, channel)
         if tensor_stream is not None:
             headers[hdr.ENC] = ENC_TENSOR
+            if self._tensor_streams is None:
+                self._tensor_streams = set()
             self._tensor_streams.add((channel, tensor_stream))
             gw.tensor_publishers[(channel, tensor_stream)].add(self)
             if channel.kind is not ChannelKind.EVENTS:
@@ -552,6 +586,18 @@ class Session:
         finally:
             if span is not None:
                 span.end()
+
+    def _rate_ok(self) -> bool:
+        limiter = self.limiter
+        if limiter is None:
+            cfg = self.gw.config
+            limiter = self.limiter = RateLimiter(cfg.publish_rate_per_s, cfg.publish_burst)
+        return limiter.take()
+
+    def _mark_stale(self, fanout: Fanout) -> None:
+        if self.stale is None:
+            self.stale = set()
+        self.stale.add(fanout)
 
     def _tensor_stream(self, channel: Channel, frame: f.Publish) -> int | None:
         """Check a tensor publish; its stream id, or ``None`` after answering an error."""
@@ -631,7 +677,7 @@ class Session:
         if frame.cid is not None and not valid_cid(frame.cid):
             self.error(ErrorCode.BAD_REQUEST, "cid must match [A-Za-z0-9_=-]{1,128}", frame.id)
             return
-        if not self.limiter.take():
+        if not self._rate_ok():
             self.error(ErrorCode.LIMIT_EXCEEDED, "request rate exceeded", frame.id)
             return
         self.gw.metrics.requests += 1
@@ -660,23 +706,39 @@ class Session:
             self._on_backlog()
 
     def deliver(self, blob: bytes, fanout: Fanout) -> None:
-        """Hub hot path: the same framed bytes go to every subscriber of ``fanout``."""
+        """Hub hot path: the same framed bytes go to every subscriber of ``fanout``.
+
+        Deliveries of one event-loop tick are gathered per session and written with one
+        ``transport.write`` at the end of the tick (:meth:`flush_out`), however many
+        channels they came from."""
         if self.state is not State.CONNECTED:
             return
         if self.backlogged:
             if fanout.kind is ChannelKind.STATE:
-                self.stale.add(fanout)
+                self._mark_stale(fanout)
                 self.gw.metrics.conflated += 1
             else:
                 self._slow_close()
             return
+        out = self._out
+        if out is None:
+            self._out = [blob]
+            self.gw.hub.add_writer(self)
+        else:
+            out.append(blob)
+
+    def flush_out(self) -> None:
+        out, self._out = self._out, None
+        if not out or self.state is not State.CONNECTED:
+            return
         transport = self.transport
         if transport.is_closing():
             return
-        transport.write(blob)
+        data = out[0] if len(out) == 1 else b"".join(out)
+        transport.write(data)
         metrics = self.gw.metrics
         metrics.writes += 1
-        metrics.bytes_out += len(blob)
+        metrics.bytes_out += len(data)
         if transport.get_write_buffer_size() > self.queue_bytes:
             self._on_backlog()
 
@@ -691,7 +753,7 @@ class Session:
 
     def tensor_conflated(self, fanout: Fanout) -> None:
         """A tensor frame was skipped: resynchronise with a keyframe once caught up."""
-        self.stale.add(fanout)
+        self._mark_stale(fanout)
         self.gw.metrics.conflated += 1
         if not self.backlogged and self.state is State.CONNECTED:
             self._on_backlog()
@@ -708,6 +770,8 @@ class Session:
         if not self._bulk and self.transport.get_write_buffer_size() <= BULK_WATERMARK:
             self._write(frame)
             return
+        if self._bulk is None:
+            self._bulk = deque()
         self._bulk.append(frame)
         self._bulk_bytes += len(frame)
         if self._pump is None or self._pump.done():
@@ -715,11 +779,13 @@ class Session:
 
     async def _pump_bulk(self) -> None:
         transport = self.transport
-        protocol = self.request.protocol
+        protocol = self.protocol
+        bulk = self._bulk
+        assert bulk is not None
         with contextlib.suppress(Exception):
             transport.set_write_buffer_limits(high=BULK_WATERMARK, low=BULK_WATERMARK // 4)
         try:
-            while self._bulk:
+            while bulk:
                 while transport.get_write_buffer_size() > BULK_WATERMARK:
                     if transport.is_closing():
                         return
@@ -727,7 +793,7 @@ class Session:
                         await protocol._drain_helper()
                     else:
                         await asyncio.sleep(0.001)
-                frame = self._bulk.popleft()
+                frame = bulk.popleft()
                 self._bulk_bytes -= len(frame)
                 self._write(frame)
         finally:
@@ -749,7 +815,7 @@ class Session:
 
     async def _wait_drained(self) -> None:
         """Wait until the socket takes data again, then send each conflated state value."""
-        protocol = self.request.protocol
+        protocol = self.protocol
         while self.transport.get_write_buffer_size() > self.queue_bytes // 4 or self._bulk:
             if self.transport.is_closing():
                 return
@@ -758,7 +824,7 @@ class Session:
             else:
                 await asyncio.sleep(0.005)
         self.backlogged = False
-        stale, self.stale = self.stale, set()
+        stale, self.stale = self.stale or set(), None
         for fan in stale:
             if fan.channel not in self.subs:
                 continue
@@ -799,12 +865,15 @@ class Session:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
+        if self.tasks is None:
+            self.tasks = set()
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
+        if self.tasks is not None:
+            self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("session %s task failed", self.sid, exc_info=task.exception())
 
@@ -813,24 +882,24 @@ class Session:
             if self.state is not State.CLOSING:
                 self._enter(State.CLOSING)
             self._enter(State.CLOSED)
-        for timer in self._timers:
-            timer.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self._expiry is not None:
             self._expiry.cancel()
         current = asyncio.current_task()
-        for task in list(self.tasks):
+        for task in list(self.tasks or ()):
             if task is not current and not task.done():
                 task.cancel()
         for channel in list(self.subs):
             with contextlib.suppress(Exception):
                 await self._drop_subscription(channel)
-        for key in self._tensor_streams:
+        for key in self._tensor_streams or ():
             publishers = self.gw.tensor_publishers.get(key)
             if publishers is not None:
                 publishers.discard(self)
                 if not publishers:
                     del self.gw.tensor_publishers[key]
-        self._bulk.clear()
+        self._bulk = None
         close = self._close_task or asyncio.get_running_loop().create_task(self.ws.close())
         # The close handshake waits for the client's reply; never longer than this.
         await asyncio.wait({close}, timeout=2.0)
