@@ -93,6 +93,14 @@ async def test_fast_and_slow_subscribers_end_with_the_exact_latest_array(
     assert slow_count < len(frames) - 1  # ... so it skipped ticks
     assert relay_stats["keyframes_served"] >= 1  # and was resynchronised with a keyframe
     assert slow.reconnects == 0
+    assert relay_stats["latency_ms"] is not None and relay_stats["latency_ms"] >= 0
+    metrics = gw.gateway.telemetry.prometheus_text().decode()
+    frames_line = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("frys_tensor_total{") and 'figure="frames"' in line
+    )
+    assert float(frames_line.rsplit(" ", 1)[1]) == relay_stats["frames"]
 
 
 async def test_late_joiner_starts_at_once_from_the_relay(

@@ -194,6 +194,7 @@ class Backend:
     async def _publish_tensor_frame(self, ch: Channel, frame: bytes) -> None:
         headers = self._headers(None)
         headers[hdr.ENC] = ENC_TENSOR
+        headers[hdr.TS] = str(time.time_ns())  # relays report end-to-end latency per stream
         payload = pack_data(frame)
         if ch.kind is ChannelKind.EVENTS:
             await self.js.publish(self.subjects.channel(ch), payload, headers=headers)

@@ -416,7 +416,7 @@ class Fanout:
         live = [s for s, st in self.subscribers.items() if st.mode is SubMode.LIVE]
         relay = self.relay
         for entry in entries:
-            targets = relay.route(entry.packed, live)
+            targets = relay.route(entry.packed, live, entry.ts)
             if not targets:
                 continue
             framed: dict[bool, bytes] = {}

@@ -95,8 +95,38 @@ class GatewayTelemetry:
         counter("frys.migrations", "Sessions told to migrate", lambda: m.migrations)
         counter("frys.nats.reconnects", "NATS reconnects", lambda: self.gw.bus.reconnects)
         by_label("frys.publishes", "Publishes per stream kind", "kind", lambda: m.publishes_by_kind)
+        by_label(
+            "frys.tensor",
+            "Tensor relay totals: frames, keyframes, chunks, bytes_wire, bytes_raw, "
+            "conflated, keyframes_served, keyframe_requests, errors",
+            "figure",
+            self._tensor_totals,
+        )
         by_label("frys.errors", "Error frames by code", "code", lambda: m.errors)
         by_label("frys.closes", "Closes by code", "code", lambda: m.closes)
+
+    def _tensor_totals(self) -> dict[str, int]:
+        """Sums over every tensor stream this gateway relays (per stream: the ``stats`` op)."""
+        totals: dict[str, int] = {}
+        for fan in list(self.gw.hub.fanouts.values()):
+            relay = fan._relay
+            if relay is None:
+                continue
+            for stream in relay.streams.values():
+                st = stream.stats
+                for key in (
+                    "frames",
+                    "keyframes",
+                    "chunks",
+                    "bytes_wire",
+                    "bytes_raw",
+                    "conflated",
+                    "keyframes_served",
+                    "keyframe_requests",
+                    "errors",
+                ):
+                    totals[key] = totals.get(key, 0) + int(getattr(st, key))
+        return totals
 
     def _one(self, read: Callable[[], float]) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(_: CallbackOptions) -> Iterable[Observation]:

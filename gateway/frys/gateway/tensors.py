@@ -68,6 +68,9 @@ class StreamStats:
     keyframes_served: int = 0
     keyframe_requests: int = 0
     errors: int = 0
+    latency_ms_sum: float = 0.0
+    latency_samples: int = 0
+    """Publish → this relay, on frames that carry their publish time."""
     shape: tuple[int, ...] = ()
     dtype: str = ""
 
@@ -84,6 +87,11 @@ class StreamStats:
             "keyframes_served": self.keyframes_served,
             "keyframe_requests": self.keyframe_requests,
             "errors": self.errors,
+            "latency_ms": (
+                round(self.latency_ms_sum / self.latency_samples, 3)
+                if self.latency_samples
+                else None
+            ),
             "shape": list(self.shape),
             "dtype": self.dtype,
         }
@@ -117,7 +125,9 @@ class TensorRelay:
         return relay
 
     # --- frames from NATS ----------------------------------------------------------------
-    def route(self, packed: bytes, live: list[Subscriber]) -> set[Subscriber]:
+    def route(
+        self, packed: bytes, live: list[Subscriber], published_ns: int | None = None
+    ) -> set[Subscriber]:
         """Decide who receives this frame (or chunk), and apply it to the replica."""
         data = unwrap_bin(packed)
         if data is None:
@@ -128,6 +138,9 @@ class TensorRelay:
             return set()
         relay = self._stream(header.stream_id)
         relay.stats.bytes_wire += len(data)
+        if published_ns is not None:
+            relay.stats.latency_ms_sum += (time.time_ns() - published_ns) / 1e6
+            relay.stats.latency_samples += 1
         if isinstance(header, ChunkHeader):
             relay.stats.chunks += 1
             key = (header.sequence, header.frame_crc)
