@@ -136,7 +136,9 @@ class Fanout:
             self.nats_sub = await bus.subscribe_direct(
                 self.hub.subjects.live(self.channel), self._on_data
             )
-            await bus.nc.flush(timeout=5)
+            # Shielded: a cancelled flush leaves nats-py's PONG bookkeeping broken (its
+            # read loop then fails on the late PONG).
+            await asyncio.shield(bus.nc.flush(timeout=5))
             self.hub.metrics.nats_subscriptions += 1
             if self.kind is ChannelKind.PRESENCE and self.hub.presence_members is not None:
                 assert self.channel.workflow is not None
