@@ -116,6 +116,7 @@ class Fanout:
         self.state = FanoutState.STARTING
         self.nats_sub: Subscription | None = None
         self.tick: list[Entry] = []
+        self.tick_has_tensors = False
         self.held: list[tuple[int, int, Entry]] = []
         self.last_seq = 0
         self.last_entry: Entry | None = None
@@ -281,6 +282,8 @@ class Fanout:
         self.hub.metrics.messages_in += 1
         if not self.tick:
             self.hub.mark_dirty(self)
+        if entry.enc is not None:
+            self.tick_has_tensors = True
         self.tick.append(entry)
 
     async def _check_epoch(self) -> None:
@@ -379,7 +382,8 @@ class Fanout:
         entries, self.tick = self.tick, []
         if not entries or self.state is FanoutState.CLOSED:
             return
-        if self.kind is not ChannelKind.EVENTS and any(e.enc == ENC_TENSOR for e in entries):
+        has_tensors, self.tick_has_tensors = self.tick_has_tensors, False
+        if has_tensors and self.kind is not ChannelKind.EVENTS:
             tensors = [e for e in entries if e.enc == ENC_TENSOR]
             entries = [e for e in entries if e.enc != ENC_TENSOR]
             self._flush_tensors(tensors)
