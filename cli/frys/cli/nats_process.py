@@ -34,7 +34,7 @@ def nats_server_binary() -> str:
     return found
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the server gets SIGTERM if the process that started it dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -100,7 +100,7 @@ class NatsProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches Frys, which then stops NATS in order
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + self.startup_timeout_s

@@ -199,7 +199,7 @@ class Backend:
         if ch.kind is ChannelKind.EVENTS:
             await self.js.publish(self.subjects.channel(ch), payload, headers=headers)
         else:
-            await self.nc.publish(self.subjects.live(ch), payload, headers=headers)
+            await self.nc.publish(self.subjects.bulk(ch), payload, headers=headers)
 
     async def _serve_keyframe_requests(self, ch: Channel) -> None:
         if ch in self._kf_channels:

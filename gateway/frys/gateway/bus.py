@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
+import nats.aio.client
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
@@ -37,6 +38,11 @@ from frys.shared.protocol.channels import ChannelKind
 from frys.shared.protocol.subjects import Subjects
 
 log = logging.getLogger("frys.gateway.bus")
+
+# nats-py reads its socket 32 KiB at a time (and bounds its stream buffer at that size):
+# a 1 MiB tensor chunk takes 32 reads, and small messages queue behind megabytes of them.
+# The size is a module setting read at connect and at every read; a gateway reads more.
+nats.aio.client.DEFAULT_BUFFER_SIZE = 1 << 20
 # nats-py warns on every filtered key listing for servers older than 2.10; ours are newer.
 logging.getLogger("nats.js.kv").setLevel(logging.ERROR)
 
@@ -99,6 +105,8 @@ class Bus:
         self.config = config
         self.subjects: Subjects = config.subjects
         self.nc: FanoutClient = FanoutClient()
+        self.bulk_nc: FanoutClient = FanoutClient()
+        """A second connection for tensor frames, so bulk never delays small messages."""
         self._js: JetStreamContext | None = None
         self.kv_control: KeyValue | None = None
         self.kv_presence: KeyValue | None = None
@@ -130,6 +138,7 @@ class Bus:
             except (TimeoutError, OSError, nats.errors.Error) as exc:
                 log.warning("NATS not reachable at %s (%s); retrying", self.config.nats_url, exc)
                 await asyncio.sleep(retry_s)
+        await self._connect_bulk()
         self._js = self.nc.jetstream(timeout=5)
         # A JetStream cluster may still be electing its leaders: retry until it answers.
         delay = retry_s
@@ -142,6 +151,16 @@ class Bus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._connected.set()
+
+    async def _connect_bulk(self) -> None:
+        await self.bulk_nc.connect(
+            servers=[u.strip() for u in self.config.nats_url.split(",")],
+            name=f"frys-gateway-bulk:{self.config.gateway_id}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,  # type: ignore[arg-type]
+            connect_timeout=2,
+            pending_size=64 * 1024 * 1024,
+        )
 
     async def _ensure_resources(self) -> None:
         """Create or update the streams and buckets (idempotent across gateways)."""
@@ -218,6 +237,8 @@ class Bus:
 
     async def close(self, timeout_s: float = 2.0) -> None:
         """Drain (flush what was published, let handlers finish), within ``timeout_s``."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.bulk_nc.close(), timeout_s)
         if self.nc.is_connected or self.nc.is_reconnecting:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.drain(), timeout_s)
@@ -263,15 +284,21 @@ class Bus:
             subject, cb=handler, pending_msgs_limit=1 << 20, pending_bytes_limit=1 << 30
         )
 
-    async def subscribe_direct(self, subject: str, handler: DirectHandler) -> Subscription:
+    async def subscribe_direct(
+        self, subject: str, handler: DirectHandler, bulk: bool = False
+    ) -> Subscription:
         """Subscribe with a synchronous handler called from the read loop (see
-        :class:`FanoutClient`); the subscription survives reconnects like any other."""
-        sub = await self.nc.subscribe(subject)
-        self.nc.direct[sub._id] = handler
+        :class:`FanoutClient`); the subscription survives reconnects like any other.
+        ``bulk`` subscriptions use the tensor connection."""
+        nc = self.bulk_nc if bulk else self.nc
+        sub = await nc.subscribe(subject)
+        nc.direct[sub._id] = handler
         return sub
 
     async def unsubscribe_direct(self, sub: Subscription) -> None:
-        self.nc.direct.pop(sub._id, None)
+        conn = sub._conn
+        if isinstance(conn, FanoutClient):
+            conn.direct.pop(sub._id, None)
         await sub.unsubscribe()
 
     async def publish(

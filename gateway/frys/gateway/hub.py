@@ -17,6 +17,7 @@ message lost between NATS and this gateway), so subscribers never see a hole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
     from frys.shared.protocol.subjects import Subjects
 
 log = logging.getLogger("frys.gateway.hub")
+
+
+BULK_KINDS = frozenset({ChannelKind.STATE, ChannelKind.COLLAB, ChannelKind.AGENT})
+"""Kinds whose live tensor frames travel on the bulk subject (events' are stored)."""
 
 
 class Subscriber(Protocol):
@@ -115,6 +120,7 @@ class Fanout:
         self.subscribers: dict[Subscriber, SubState] = {}
         self.state = FanoutState.STARTING
         self.nats_sub: Subscription | None = None
+        self.bulk_sub: Subscription | None = None
         self.tick: list[Entry] = []
         self.tick_has_tensors = False
         self.held: list[tuple[int, int, Entry]] = []
@@ -137,6 +143,10 @@ class Fanout:
             self.nats_sub = await bus.subscribe_direct(
                 self.hub.subjects.live(self.channel), self._on_data
             )
+            if self.kind in BULK_KINDS:
+                self.bulk_sub = await bus.subscribe_direct(
+                    self.hub.subjects.bulk(self.channel), self._on_data, bulk=True
+                )
             # Shielded: a cancelled flush leaves nats-py's PONG bookkeeping broken (its
             # read loop then fails on the late PONG).
             await asyncio.shield(bus.nc.flush(timeout=5))
@@ -167,6 +177,10 @@ class Fanout:
         self.state = FanoutState.CLOSED
         if self._recover_task is not None:
             self._recover_task.cancel()
+        if self.bulk_sub is not None:
+            bulk, self.bulk_sub = self.bulk_sub, None
+            with contextlib.suppress(Exception):
+                await self.hub.bus.unsubscribe_direct(bulk)
         if self.nats_sub is not None:
             sub, self.nats_sub = self.nats_sub, None
             self.hub.metrics.nats_subscriptions -= 1

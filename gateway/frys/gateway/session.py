@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import socket
 import time
 import uuid
 from collections import deque
@@ -563,7 +564,7 @@ class Session:
             gw.tensor_publishers[(channel, tensor_stream)].add(self)
             if channel.kind is not ChannelKind.EVENTS:
                 # Live tensor frames pass the stores: subscribers get them from relays.
-                subject = gw.subjects.live(channel)
+                subject = gw.subjects.bulk(channel)
         if channel.kind is ChannelKind.EVENTS or (
             channel.kind is ChannelKind.STATE and tensor_stream is None
         ):
@@ -784,6 +785,11 @@ class Session:
         assert bulk is not None
         with contextlib.suppress(Exception):
             transport.set_write_buffer_limits(high=BULK_WATERMARK, low=BULK_WATERMARK // 4)
+            # The kernel's own send buffer (autotuned up to megabytes) would otherwise sit
+            # ahead of every later small message too.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BULK_WATERMARK)
         try:
             while bulk:
                 while transport.get_write_buffer_size() > BULK_WATERMARK:

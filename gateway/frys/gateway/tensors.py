@@ -13,14 +13,17 @@ for long; the replica applies the frame once its chunks are assembled.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from frys.shared.tensor import (
     ChunkAssembler,
     ChunkHeader,
+    DeltaHeader,
     KeyframeHeader,
     TensorError,
     TensorReplica,
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("frys.gateway.tensors")
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.2
+APPLY_IN_THREAD_BYTES = 1 << 20
+"""Frames larger than this are applied to the replica in a worker thread."""
 
 
 def unwrap_bin(packed: bytes) -> memoryview | None:
@@ -109,6 +114,11 @@ class StreamRelay:
     """Whether the replica holds the publisher's current state."""
     last_request: float = 0.0
     stats: StreamStats = field(default_factory=StreamStats)
+    apply_queue: deque[tuple[list[bytes], set[Subscriber]]] = field(default_factory=deque)
+    """Large frames waiting for the worker thread, with who fell behind on each."""
+    applying: bool = False
+    waiting: set[Subscriber] = field(default_factory=set)
+    """Subscribers to resynchronise once the worker has caught up."""
 
 
 class TensorRelay:
@@ -117,6 +127,7 @@ class TensorRelay:
     def __init__(self, fanout: Fanout):
         self.fanout = fanout
         self.streams: dict[int, StreamRelay] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _stream(self, stream_id: int) -> StreamRelay:
         relay = self.streams.get(stream_id)
@@ -149,7 +160,7 @@ class TensorRelay:
                 relay.frame_targets[key] = self._ready(relay, candidates)
             targets = relay.frame_targets.get(key, set())
             try:
-                frame = relay.assembler.feed(data, time.monotonic())
+                frame = relay.assembler.feed_parts(data, time.monotonic())
             except TensorError as exc:
                 relay.stats.errors += 1
                 log.debug("chunk of stream %s dropped: %s", header.stream_id, exc)
@@ -185,22 +196,79 @@ class TensorRelay:
         return relay.in_sync & set(live)
 
     def _apply(
-        self, relay: StreamRelay, frame: bytes | memoryview, targets: set[Subscriber]
+        self,
+        relay: StreamRelay,
+        frame: bytes | memoryview | list[bytes],
+        targets: set[Subscriber],
     ) -> None:
+        """A whole frame went to ``targets``: note who now holds the state, then apply it
+        to the replica, in a worker thread when it is large (a 64 MiB keyframe takes longer
+        to decode than any small message should wait behind it)."""
+        pieces = frame if isinstance(frame, list) else [frame]
+        size = sum(len(p) for p in pieces)
+        try:
+            header = read_header(pieces[0])
+        except TensorError:
+            return
+        if isinstance(header, ChunkHeader):
+            return
+        behind = relay.in_sync - targets
+        if isinstance(header, KeyframeHeader):
+            relay.in_sync = set(targets)
+        else:
+            relay.in_sync &= targets
+        if relay.applying or size > APPLY_IN_THREAD_BYTES:
+            relay.apply_queue.append(([bytes(p) for p in pieces], behind))
+            if not relay.applying:
+                relay.applying = True
+                task = asyncio.get_running_loop().create_task(self._apply_worker(relay))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            return
         started = time.perf_counter()
         try:
-            header = relay.replica.apply(frame)
+            applied = relay.replica.apply(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         except TensorError as exc:
-            # This gateway missed a frame (or the first frames it saw were deltas): nobody
-            # here can be trusted to hold the state; ask the publishers for a keyframe.
-            relay.stats.errors += 1
-            relay.synced = False
-            relay.in_sync.clear()
-            log.debug("stream %s out of sync: %s", relay.stream_id, exc)
-            self.request_keyframe(relay)
+            self._lost_sync(relay, exc)
             return
+        self._applied(relay, applied, time.perf_counter() - started, behind)
+
+    async def _apply_worker(self, relay: StreamRelay) -> None:
+        try:
+            while relay.apply_queue:
+                frame, behind = relay.apply_queue.popleft()
+                started = time.perf_counter()
+                try:
+                    applied = await asyncio.to_thread(_join_and_apply, relay.replica, frame)
+                except TensorError as exc:
+                    self._lost_sync(relay, exc)
+                    continue
+                self._applied(relay, applied, time.perf_counter() - started, behind)
+        finally:
+            relay.applying = False
+            waiting, relay.waiting = relay.waiting, set()
+            for sub in waiting:
+                if sub in self.fanout.subscribers:
+                    self.resync(sub, relay.stream_id)
+
+    def _lost_sync(self, relay: StreamRelay, exc: Exception) -> None:
+        """This gateway missed a frame (or the first frames it saw were deltas): nobody here
+        can be trusted to hold the state; ask the publishers for a keyframe."""
+        relay.stats.errors += 1
+        relay.synced = False
+        relay.in_sync.clear()
+        log.debug("stream %s out of sync: %s", relay.stream_id, exc)
+        self.request_keyframe(relay)
+
+    def _applied(
+        self,
+        relay: StreamRelay,
+        header: KeyframeHeader | DeltaHeader,
+        seconds: float,
+        behind: set[Subscriber],
+    ) -> None:
         stats = relay.stats
-        stats.apply_s += time.perf_counter() - started
+        stats.apply_s += seconds
         stats.frames += 1
         current = relay.replica.describe()
         if current is not None:
@@ -211,10 +279,6 @@ class TensorRelay:
             relay.synced = True
         # Whoever did not receive this frame whole no longer holds the current state
         # (say, it joined while the frame's chunks were in flight): resynchronise it.
-        behind = relay.in_sync - targets
-        relay.in_sync = (
-            set(targets) if isinstance(header, KeyframeHeader) else relay.in_sync & targets
-        )
         for sub in behind:
             if sub not in self.fanout.subscribers:
                 continue
@@ -253,6 +317,10 @@ class TensorRelay:
             return False
         served = True
         for relay in relays:
+            if relay.applying:
+                relay.waiting.add(sub)  # served once the replica has caught up
+                served = False
+                continue
             keyframe = relay.replica.keyframe() if relay.synced else None
             if keyframe is None:
                 self.request_keyframe(relay)
@@ -273,3 +341,9 @@ class TensorRelay:
 
     def stats(self) -> dict[str, Any]:
         return {str(sid): relay.stats.as_dict() for sid, relay in sorted(self.streams.items())}
+
+
+def _join_and_apply(replica: TensorReplica, pieces: list[bytes]) -> KeyframeHeader | DeltaHeader:
+    """Worker-thread side of a large frame: join its pieces and apply it (both release
+    the interpreter for most of their time: copies, zstd, numpy)."""
+    return replica.apply(pieces[0] if len(pieces) == 1 else b"".join(pieces))

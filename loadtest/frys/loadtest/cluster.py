@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from frys.cli.nats_process import NatsProcess, free_port, start_cluster
+from frys.cli.nats_process import NatsProcess, die_with_parent, free_port, start_cluster
 
 SECRET = "frys-local-cluster-secret-0123456789abcdef"
 
@@ -65,6 +65,7 @@ class GatewayProcess:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # no gateway outlives the harness
             )
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -124,6 +125,13 @@ class LocalCluster:
         return [g.url for g in self.nodes]
 
     async def start(self) -> LocalCluster:
+        try:
+            return await self._start()
+        except BaseException:
+            self.close()  # __aexit__ does not run when __aenter__ fails
+            raise
+
+    async def _start(self) -> LocalCluster:
         if self.nats_nodes == 1:
             self.nats = [NatsProcess(name=f"{self.prefix}-nats").start()]
         else:

@@ -64,6 +64,14 @@ class Subjects:
             return f"{self.prefix}._live.wf.{channel.id}.{channel.kind.value}"
         return self.channel(channel)
 
+    def bulk(self, channel: Channel) -> str:
+        """Where a channel's live tensor frames travel: apart from its other messages, on a
+        NATS connection of their own at each gateway, so megabytes of tensor never queue
+        ahead of a small message (events' tensors are stored and travel with the events)."""
+        if channel.kind is ChannelKind.AGENT:
+            return f"{self.prefix}._bulk.agent.{channel.id}"
+        return f"{self.prefix}._bulk.wf.{channel.id}.{channel.kind.value}"
+
     def live_template(self, kind: ChannelKind) -> str:
         """Republish destination of a stored kind (a NATS subject mapping)."""
         return f"{self.prefix}._live.wf.{{{{wildcard(1)}}}}.{kind.value}"

@@ -86,7 +86,13 @@ class ChunkAssembler:
         return self._declared
 
     def feed(self, chunk: bytes | bytearray | memoryview, now: float) -> bytes | None:
-        """Take one chunk frame; returns the whole frame once its last chunk arrives.
+        """Take one chunk frame; returns the whole frame once its last chunk arrives."""
+        parts = self.feed_parts(chunk, now)
+        return None if parts is None else b"".join(parts)
+
+    def feed_parts(self, chunk: bytes | bytearray | memoryview, now: float) -> list[bytes] | None:
+        """As :meth:`feed`, but returns the frame's pieces in order, unjoined: a relay joins
+        a large frame away from its event loop.
 
         Raises :class:`TensorFrameError` (or :class:`TensorLimitError`) for a malformed or
         oversized chunk, which is then ignored: the sets already held are kept. A completed set
@@ -132,10 +138,12 @@ class ChunkAssembler:
             return None
         del self._sets[key]
         self._declared -= pending.total
-        frame = b"".join(pending.parts[i] for i in range(pending.count))
-        if int.from_bytes(frame[16:20], "little") != header.frame_crc:
+        parts = [pending.parts[i] for i in range(pending.count)]
+        # Every chunk but the last carries at least 40 bytes, so the CRC (bytes 16-19 of the
+        # frame) lies in the first part.
+        if int.from_bytes(parts[0][16:20], "little") != header.frame_crc:
             raise TensorFrameError("reassembled frame does not carry the CRC its chunks name")
-        return frame
+        return parts
 
     def expire(self, now: float) -> int:
         """Drop incomplete sets older than the timeout; returns how many were dropped."""
