@@ -69,7 +69,9 @@ def _event_publisher(nats_url: str, prefix: str, seconds: float, interval_s: flo
     asyncio.run(run())
 
 
-async def run_holdup(mib: int = 64, baseline_s: float = 1.0, interval_ms: float = 2.0) -> HoldupReport:
+async def run_holdup(
+    mib: int = 64, baseline_s: float = 1.0, interval_ms: float = 2.0
+) -> HoldupReport:
     ctx = mp.get_context("spawn")
     prefix = f"h{uuid.uuid4().hex[:8]}"
     async with LocalCluster(1, 1, prefix) as cluster:
@@ -83,11 +85,12 @@ async def run_holdup(mib: int = 64, baseline_s: float = 1.0, interval_ms: float 
 
         async def read_other() -> None:
             async for msg in other_events:
-                other_samples.append(
-                    (time.monotonic(), (time.time_ns() - msg.data["t"]) / 1e6)
-                )
+                other_samples.append((time.monotonic(), (time.time_ns() - msg.data["t"]) / 1e6))
+
         start = ctx.Event()
-        tensor_proc = ctx.Process(target=_tensor_publisher, args=(cluster.nats_url, prefix, mib, start))
+        tensor_proc = ctx.Process(
+            target=_tensor_publisher, args=(cluster.nats_url, prefix, mib, start)
+        )
         event_proc = ctx.Process(
             target=_event_publisher,
             args=(cluster.nats_url, prefix, baseline_s + 30.0, interval_ms / 1000),
