@@ -65,22 +65,7 @@ async def measure_connect(
         if args.profile and isinstance(target, FrysTarget):
             run.out_dir.mkdir(parents=True, exist_ok=True)
             profiler = start_profiler(target, 120, profile_path)
-        res = await loadgen.each(
-            "open",
-            [
-                (
-                    OpenSpec(
-                        ep,
-                        part,
-                        count=False,
-                        source_hosts=sources,
-                        concurrency=max(1, args.concurrency // loadgen.size),
-                        timeout_s=30.0,
-                    ),
-                )
-                for part in parts
-            ],
-        )
+        res = await loadgen.open_idle(ep, parts, sources, args.concurrency)
         used = usage.read()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)

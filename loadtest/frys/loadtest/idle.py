@@ -62,22 +62,7 @@ async def measure_idle(
     for step in range(steps):
         n = total * (step + 1) // steps - done
         chans = split((channel,) * n, loadgen.size)
-        res = await loadgen.each(
-            "open",
-            [
-                (
-                    OpenSpec(
-                        ep,
-                        part,
-                        count=False,
-                        source_hosts=sources,
-                        concurrency=max(1, args.concurrency // loadgen.size),
-                        timeout_s=30.0,
-                    ),
-                )
-                for part in chans
-            ],
-        )
+        res = await loadgen.open_idle(ep, chans, sources, args.concurrency)
         done += n
         failed += sum(r["failed"] for r in res)
         for r in res:

@@ -341,6 +341,31 @@ class LoadGen:
     async def all(self, op: str, *args: Any) -> list[Any]:
         return await self.each(op, [args] * self.size)
 
+    async def open_idle(
+        self,
+        endpoint: Any,
+        parts: Sequence[tuple[str, ...]],
+        sources: tuple[str, ...],
+        concurrency: int,
+    ) -> list[Any]:
+        """Open connections that only subscribe (one part of channels per process)."""
+        return await self.each(
+            "open",
+            [
+                (
+                    OpenSpec(
+                        endpoint,
+                        part,
+                        count=False,
+                        source_hosts=sources,
+                        concurrency=max(1, concurrency // self.size),
+                        timeout_s=30.0,
+                    ),
+                )
+                for part in parts
+            ],
+        )
+
     def close(self) -> None:
         for pipe, proc in zip(self.pipes, self.procs, strict=True):
             with contextlib.suppress(OSError, BrokenPipeError):
