@@ -1,15 +1,16 @@
 """Package discovery for the component folders.
 
-Each top-level folder (shared/, gateway/, router/, client/, cli/, loadtest/) contributes one
-subpackage of the ``frys`` namespace, so users write ``from frys.client import connect``
-while the repository keeps one folder per component.
+Each top-level folder (shared/, runtime/, gateway/, router/, client/, cli/, loadtest/)
+contributes one subpackage of the ``frys`` namespace, so users write
+``from frys.client import connect`` while the repository keeps one folder per component.
+Components depend downward only (tests/test_layering.py holds the order).
 """
 
 from pathlib import Path
 
 from setuptools import find_namespace_packages, setup
 
-COMPONENTS = ("shared", "gateway", "router", "client", "cli", "loadtest")
+COMPONENTS = ("shared", "runtime", "gateway", "router", "client", "cli", "loadtest")
 
 packages: list[str] = []
 package_dir: dict[str, str] = {}

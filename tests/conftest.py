@@ -14,12 +14,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from frys.cli.nats_process import NatsProcess
 from frys.client import Client, connect
 from frys.gateway.auth import mint_token
 from frys.gateway.config import GatewayConfig
 from frys.gateway.node import Gateway
 from frys.gateway.server import build_app
+from frys.runtime.nats_process import NatsProcess
 from frys.shared.telemetry import Telemetry, telemetry_from_env
 
 SECRET = "test-secret-0123456789abcdef-0123456789"

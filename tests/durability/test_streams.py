@@ -11,11 +11,11 @@ import aiohttp
 import nats
 import pytest
 
-from frys.cli.nats_process import NatsProcess
 from frys.client import Client, ConnState
 from frys.client.backend import Backend, Command
-from frys.loadtest.cluster import SECRET as CLUSTER_SECRET
-from frys.loadtest.cluster import LocalCluster
+from frys.runtime.cluster import SECRET as CLUSTER_SECRET
+from frys.runtime.cluster import LocalCluster
+from frys.runtime.nats_process import NatsProcess
 from frys.shared.protocol.errors import CloseCode
 from frys.shared.protocol.frames import Position
 from frys.shared.protocol.subjects import Subjects

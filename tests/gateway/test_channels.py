@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from frys.cli.nats_process import NatsProcess
 from frys.client import Client
 from frys.client.backend import Backend, Command
+from frys.runtime.nats_process import NatsProcess
 from tests.conftest import RunningGateway, token
 
 

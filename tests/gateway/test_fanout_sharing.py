@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from frys.cli.nats_process import NatsProcess
 from frys.client import Client
+from frys.runtime.nats_process import NatsProcess
 from tests.conftest import RunningGateway, token
 
 

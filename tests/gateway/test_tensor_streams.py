@@ -11,10 +11,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from frys.cli.nats_process import NatsProcess
 from frys.client import Client
 from frys.client.backend import Backend
 from frys.client.errors import BadRequest
+from frys.runtime.nats_process import NatsProcess
 from frys.shared.tensor import TensorEncoder
 from tests.conftest import GatewayFactory, RunningGateway, pause_reading, token
 

@@ -14,13 +14,13 @@ import nats
 import pytest
 from aiohttp import web
 
-from frys.cli.nats_process import NatsProcess
 from frys.client import Client
 from frys.router.config import RouterConfig, RouterConfigError, load_router_config
 from frys.router.kubernetes import PodWatcher
 from frys.router.membership import Membership, PodState
 from frys.router.placement import GatewayHealth
 from frys.router.service import RouterService
+from frys.runtime.nats_process import NatsProcess
 from frys.shared.protocol.routing import (
     Heartbeat,
     InteractionReport,

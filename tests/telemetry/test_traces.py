@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from frys.cli.nats_process import NatsProcess
 from frys.client import Client
 from frys.client.backend import Backend, Command
+from frys.runtime.nats_process import NatsProcess
 from frys.shared.protocol.frames import TraceContext
 from frys.shared.telemetry import telemetry_from_env
 from tests.conftest import RunningGateway, start_gateway, token

@@ -11,11 +11,12 @@ import asyncio
 import secrets
 import sys
 
-from frys.cli.nats_process import NatsProcess
-from frys.cli.run_gateway import _stop_on_signals, install_uvloop, serve_gateway
+from frys.cli.run_gateway import _stop_on_signals, serve_gateway
 from frys.gateway.auth import mint_token
 from frys.gateway.config import GatewayConfig
 from frys.gateway.node import Gateway
+from frys.runtime.eventloop import install_uvloop
+from frys.runtime.nats_process import NatsProcess
 
 DEV_GRANTS = {
     "wf:*:*": ["subscribe", "publish", "control"],

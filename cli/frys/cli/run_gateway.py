@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -17,15 +16,9 @@ from aiohttp import web
 from frys.gateway.config import GatewayConfig
 from frys.gateway.node import Gateway
 from frys.gateway.server import build_app
+from frys.runtime.eventloop import install_uvloop
 
 log = logging.getLogger("frys.cli")
-
-
-def install_uvloop() -> None:
-    if sys.platform != "win32":
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def tune_gc() -> None:

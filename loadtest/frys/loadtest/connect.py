@@ -21,6 +21,7 @@ from frys.loadtest.fanout import start_profiler, summarize_profile
 from frys.loadtest.loadgen import LoadGen, OpenSpec, merge_hist, percentiles, source_hosts, split
 from frys.loadtest.runner import Run, Usage, add_common, each_target, start_run
 from frys.loadtest.targets import FrysTarget, Target
+from frys.runtime.eventloop import install_uvloop
 
 COLUMNS = [
     report.Column("storm.connections_per_s", "storm conn/s"),
@@ -120,8 +121,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--profile", action="store_true", help="py-spy the gateway during the storm")
     add_common(p)
     args = p.parse_args(argv)
-    from frys.cli.run_gateway import install_uvloop
-
     install_uvloop()
     asyncio.run(_run(args))
     return 0

@@ -30,7 +30,7 @@ import nats.js.errors
 from frys.client import Client, Subscription, connect
 from frys.client.backend import Backend
 from frys.gateway.auth import mint_token
-from frys.loadtest.cluster import SECRET, LocalCluster
+from frys.runtime.cluster import SECRET, LocalCluster
 
 SCENARIOS = ("gateway-kill", "rolling-restart", "nats-kill")
 

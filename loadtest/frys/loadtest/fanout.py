@@ -38,6 +38,7 @@ from frys.loadtest.publisher import PAYLOAD_SIZE, Pacer, PublishStats, run_publi
 from frys.loadtest.runner import Run, Usage, add_common, each_target, start_run
 from frys.loadtest.targets import FrysTarget, Target
 from frys.loadtest.wsraw import RawWs, open_ws
+from frys.runtime.eventloop import install_uvloop
 
 COLUMNS = [
     report.Column("deliveries_per_s", "deliveries/s"),
@@ -435,8 +436,6 @@ async def run_fanout(scenario: str, args: argparse.Namespace, cfg: FanoutConfig)
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from frys.cli.run_gateway import install_uvloop
-
     install_uvloop()
     asyncio.run(run_fanout("fanout", args, config_of(args)))
     return 0

@@ -23,7 +23,7 @@ import numpy as np
 from frys.client import connect
 from frys.client.backend import Backend
 from frys.gateway.auth import mint_token
-from frys.loadtest.cluster import SECRET, LocalCluster
+from frys.runtime.cluster import SECRET, LocalCluster
 
 
 @dataclass

@@ -24,6 +24,7 @@ from frys.loadtest.loadgen import LoadGen, OpenSpec, merge_hist, percentiles, so
 from frys.loadtest.procinfo import rss_kb
 from frys.loadtest.runner import Run, Usage, add_common, each_target, start_run
 from frys.loadtest.targets import Target
+from frys.runtime.eventloop import install_uvloop
 
 COLUMNS = [
     report.Column("bytes_per_connection", "bytes/conn", False),
@@ -125,8 +126,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--settle", type=float, default=2.0, help="seconds before the last RSS read")
     add_common(p)
     args = p.parse_args(argv)
-    from frys.cli.run_gateway import install_uvloop
-
     install_uvloop()
     asyncio.run(_run(args))
     return 0

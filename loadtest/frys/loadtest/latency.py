@@ -19,6 +19,7 @@ from frys.loadtest import fanout, report
 from frys.loadtest.loadgen import LoadGen
 from frys.loadtest.runner import Run, each_target, start_run
 from frys.loadtest.targets import Target
+from frys.runtime.eventloop import install_uvloop
 
 COLUMNS = [
     report.Column("latency.p50_ms", "p50 ms", False, 2),
@@ -45,8 +46,6 @@ def main(argv: list[str]) -> int:
         "--max-duration", type=float, default=2.0, help="seconds of the maximum-rate probe"
     )
     args = parser.parse_args(argv)
-    from frys.cli.run_gateway import install_uvloop
-
     install_uvloop()
     asyncio.run(_run(args))
     return 0

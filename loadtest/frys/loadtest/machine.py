@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from frys.cli.nats_process import nats_server_binary
+from frys.runtime.nats_process import nats_server_binary
 
 
 def _first_line(argv: list[str]) -> str:

@@ -18,7 +18,6 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -31,7 +30,8 @@ import aiohttp
 from frys.client import Client, Subscription, connect
 from frys.client.backend import Backend
 from frys.gateway.auth import mint_token
-from frys.loadtest.cluster import SECRET, LocalCluster
+from frys.runtime.cluster import SECRET, LocalCluster, frys_ws_command
+from frys.runtime.nats_process import free_port
 
 DEFAULT_SIZES = (40, 30, 20, 15, 10, 10, 8, 8, 6, 6, 5, 5, 4, 4, 3, 3, 3, 2, 2, 2)
 
@@ -104,7 +104,7 @@ def _router_process(cluster: LocalCluster, port: int) -> subprocess.Popen[bytes]
         "FRYS_ROUTER_K8S": "off",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "frys.cli.main", "router"],
+        frys_ws_command("router"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -119,8 +119,6 @@ async def run_mesh(cfg: MeshConfig) -> MeshReport:
         LocalCluster(cfg.gateways, 1, prefix, env) as cluster,
         aiohttp.ClientSession() as http,
     ):
-        from frys.cli.nats_process import free_port
-
         router = _router_process(cluster, free_port()) if cfg.router else None
         agents: list[_Agent] = []
         backend = await Backend.connect(cluster.nats_url, prefix=prefix, name="engine")

@@ -24,13 +24,13 @@ from pathlib import Path
 import aiohttp
 import nats
 
-from frys.cli.nats_process import free_port, nats_server_binary
 from frys.gateway.auth import mint_token
-from frys.loadtest.cluster import SECRET, LocalCluster
 from frys.loadtest.dialects import FRYS_SEQ_EXAMPLE, Dialect
 from frys.loadtest.loadgen import Endpoint
 from frys.loadtest.procinfo import pin_self, pin_tree, tree
 from frys.loadtest.publisher import NatsPublisher, Publisher, WsPublisher
+from frys.runtime.cluster import SECRET, LocalCluster
+from frys.runtime.nats_process import free_port, nats_server_binary
 from frys.shared.protocol.subjects import Subjects
 
 PREFIX = "bench"

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from frys.router.config import RouterConfig
 from frys.router.service import RouterService
+from frys.runtime.eventloop import install_uvloop
 from frys.shared.telemetry import Telemetry, telemetry_from_env
 
 SERVICE_KEY = web.AppKey("router", RouterService)
@@ -93,8 +94,6 @@ async def serve_router(config: RouterConfig, stop: asyncio.Event) -> None:
 
 
 def run_router(config: RouterConfig) -> int:
-    from frys.cli.run_gateway import install_uvloop
-
     install_uvloop()
 
     async def main() -> None:

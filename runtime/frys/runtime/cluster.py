@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -16,9 +18,23 @@ from pathlib import Path
 
 import aiohttp
 
-from frys.cli.nats_process import NatsProcess, die_with_parent, free_port, start_cluster
+from frys.runtime.nats_process import NatsProcess, die_with_parent, free_port, start_cluster
 
 SECRET = "frys-local-cluster-secret-0123456789abcdef"
+
+
+def frys_ws_command(*args: str) -> list[str]:
+    """The argv of the installed ``frys-ws`` command: child processes start the way an
+    operator starts them. The script installed next to this Python comes first (same
+    environment, same code), before whatever ``frys-ws`` the ``PATH`` finds."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "frys-ws"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return [str(candidate), *args]
+    found = shutil.which("frys-ws")
+    if found is None:
+        raise FileNotFoundError("frys-ws not found: install the frys-ws package")
+    return [found, *args]
 
 
 @dataclass
@@ -61,7 +77,7 @@ class GatewayProcess:
         }
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "frys.cli.main", "gateway"],
+                frys_ws_command("gateway"),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
