@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
-from frys.loadtest.placement_sim.workload import Workload, WorkloadSpec, generate
 from frys.router.placement import (
     Counts,
     GatewayHealth,
@@ -18,12 +19,98 @@ from frys.router.placement import (
 
 ACTIVE = GatewayHealth.ACTIVE
 NAMES = [f"gw-{i}" for i in range(4)]
-SMALL = WorkloadSpec(agents=800, workflows=60, largest=260, projects=8, seed=3)
+AGENTS = 800
+LARGEST = 260
+"""Above the fill cap of four gateways (800 / 4 x 1.10 = 220), so it must be split."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A small collaboration workload: workflow sizes from one huge to many tiny, sub-teams
+    in the big ones that message among themselves, a few messages across workflows."""
+
+    agents: tuple[str, ...]
+    members: dict[str, tuple[str, ...]]
+    broadcast_rate: dict[str, float]
+    direct_rate: dict[tuple[str, str], float]
+
+    def counts(self, rng: np.random.Generator) -> Counts:
+        """One reporting interval: every subscription, Poisson-sampled messages."""
+        subs = {(a, w): 1.0 for w, ms in self.members.items() for a in ms}
+        pubs = {
+            (a, w): float(n)
+            for w, ms in self.members.items()
+            for a in ms
+            if (n := rng.poisson(self.broadcast_rate[a])) > 0
+        }
+        direct = {
+            pair: float(n)
+            for pair, rate in self.direct_rate.items()
+            if (n := rng.poisson(rate)) > 0
+        }
+        return Counts(subs, pubs, direct)
+
+
+def sizes(total: int, count: int, largest: int) -> list[int]:
+    """``count`` workflow sizes summing to ``total``: ``largest`` first, then decaying."""
+    rest = [max(2, round(120 / rank)) for rank in range(1, count)]
+    short = total - largest - sum(rest)
+    for i in range(abs(short)):
+        rest[i % len(rest)] += 1 if short > 0 else -1
+    return [largest, *rest]
+
+
+def make_workload(seed: int = 3, workflows: int = 60) -> Workload:
+    """Workflows of 40 and more have sub-teams of 15 to 120; an agent sends a quarter of
+    its messages to its whole workflow, most of the rest to a few team mates, some to
+    another sub-team of its workflow and a twentieth to an agent of another workflow."""
+    rng = np.random.default_rng(seed)
+    agents = tuple(f"a{i:04d}" for i in range(AGENTS))
+    order = rng.permutation(AGENTS)
+    members: dict[str, tuple[str, ...]] = {}
+    start = 0
+    for j, size in enumerate(sizes(AGENTS, workflows, LARGEST)):
+        members[f"w{j:02d}"] = tuple(agents[int(i)] for i in order[start : start + size])
+        start += size
+    names = list(members)
+    broadcast_rate: dict[str, float] = {}
+    direct_rate: dict[tuple[str, str], float] = {}
+
+    def add(a: str, b: str, rate: float) -> None:
+        if a != b:
+            direct_rate[(a, b)] = direct_rate.get((a, b), 0.0) + rate
+
+    for w, ms in members.items():
+        teams: list[tuple[str, ...]] = []
+        at = 0
+        while at < len(ms):
+            size = len(ms) if len(ms) < 40 else int(rng.integers(15, 121))
+            size = len(ms) - at if len(ms) - at - size < 15 else size
+            teams.append(ms[at : at + size])
+            at += size
+        for team in teams:
+            for a in team:
+                rate = float(rng.gamma(2.0, 5.0))
+                broadcast_rate[a] = rate * 0.25
+                mates = [m for m in team if m != a]
+                in_team = rate * 0.7 * (0.85 if len(teams) > 1 else 1.0)
+                for b in rng.choice(len(mates), size=min(4, len(mates)), replace=False):
+                    add(a, mates[int(b)], in_team / min(4, len(mates)))
+                if len(teams) > 1:
+                    other = teams[int(rng.integers(len(teams)))]
+                    while other is team:
+                        other = teams[int(rng.integers(len(teams)))]
+                    add(a, other[int(rng.integers(len(other)))], rate * 0.7 * 0.15)
+                target = names[int(rng.integers(len(names)))]
+                while target == w:
+                    target = names[int(rng.integers(len(names)))]
+                add(a, members[target][int(rng.integers(len(members[target])))], rate * 0.05)
+    return Workload(agents, members, broadcast_rate, direct_rate)
 
 
 @pytest.fixture(scope="module")
 def workload() -> Workload:
-    return generate(SMALL)
+    return make_workload()
 
 
 def placed(

@@ -20,7 +20,7 @@ def report() -> Report:
 
 
 def test_the_workload_is_the_one_described(report: Report) -> None:
-    """Baselines land where the issue measured them, so the targets mean the same thing."""
+    """Baselines land where they were first measured, so the targets mean the same thing."""
     assert report.spec.agents == 10_000 and report.spec.workflows == 500
     random = report.row("random")
     assert 6.5 <= random.cost.fan_out <= 7.5
