@@ -4,14 +4,8 @@
 engine publish and serve control commands straight over NATS with the same codec.
 """
 
-from frys.client.connection import (
-    Client,
-    ConnState,
-    Message,
-    PublishAck,
-    Subscription,
-    connect,
-)
+from frys.client.connection import Client, Subscription, connect
+from frys.client.core import ConnState, Message, PublishAck
 from frys.client.errors import (
     ClientError,
     ConnectionClosed,

@@ -33,6 +33,7 @@ from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel, w
 from frys.shared.protocol.codec import pack_data, unpack_data
 from frys.shared.protocol.control import Outcome, outcome_key, parse_outcome
 from frys.shared.protocol.frames import ENC_TENSOR
+from frys.shared.protocol.publish import route
 from frys.shared.protocol.subjects import DEFAULT_PREFIX, Subjects
 from frys.shared.tensor import Precision, TensorEncoder
 
@@ -128,9 +129,7 @@ class Backend:
     ) -> int | None:
         """Publish to any channel; returns the stored sequence on events and state."""
         ch = parse_channel(channel) if isinstance(channel, str) else channel
-        if ch.kind in (ChannelKind.CONTROL, ChannelKind.PRESENCE):
-            raise ValueError(f"{ch.kind.value} channels take no publish")
-        subject = self.subjects.channel(ch)
+        target = route(self.subjects, ch)  # NotPublishable (a ValueError) on control, presence
         payload = pack_data(data)
         headers = self._headers(mid)
         span = None
@@ -142,10 +141,10 @@ class Backend:
             )
             otel_inject(headers, context=trace.set_span_in_context(span))
         try:
-            if ch.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
-                ack = await self.js.publish(subject, payload, headers=headers)
+            if target.stored:
+                ack = await self.js.publish(target.subject, payload, headers=headers)
                 return int(ack.seq)
-            await self.nc.publish(subject, payload, headers=headers)
+            await self.nc.publish(target.subject, payload, headers=headers)
             return None
         finally:
             if span is not None:
@@ -178,6 +177,9 @@ class Backend:
         """Publish a numpy array as a tensor frame (keyframe, then deltas; chunked when
         large). Relays that need a keyframe ask for one and get it at once."""
         ch = parse_channel(channel)
+        # Refuses control and presence before encoding. Stored tensor frames travel whole:
+        # a replay of the stream must decode without the frames before it.
+        stored = route(self.subjects, ch, tensor=True).stored
         key = (ch, stream)
         encoder = self._encoders.get(key)
         if encoder is None:
@@ -185,7 +187,7 @@ class Backend:
                 stream, precision=precision, max_abs_error=max_abs_error
             )
             await self._serve_keyframe_requests(ch)
-        whole = keyframe or ch.kind is ChannelKind.EVENTS or key in self._keyframe_wanted
+        whole = keyframe or stored or key in self._keyframe_wanted
         self._keyframe_wanted.discard(key)
         self._last_arrays[key] = array
         for frame in encoder.encode(array, keyframe=whole):
@@ -196,10 +198,11 @@ class Backend:
         headers[hdr.ENC] = ENC_TENSOR
         headers[hdr.TS] = str(time.time_ns())  # relays report end-to-end latency per stream
         payload = pack_data(frame)
-        if ch.kind is ChannelKind.EVENTS:
-            await self.js.publish(self.subjects.channel(ch), payload, headers=headers)
+        target = route(self.subjects, ch, tensor=True)
+        if target.stored:
+            await self.js.publish(target.subject, payload, headers=headers)
         else:
-            await self.nc.publish(self.subjects.bulk(ch), payload, headers=headers)
+            await self.nc.publish(target.subject, payload, headers=headers)
 
     async def _serve_keyframe_requests(self, ch: Channel) -> None:
         if ch in self._kf_channels:
@@ -237,9 +240,16 @@ class Backend:
         async def on_request(msg: Msg) -> None:
             task = asyncio.get_running_loop().create_task(self._execute(handler, msg))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._command_done)
 
         self._subs.append(await self.nc.subscribe(subject, queue=ENGINE_QUEUE, cb=on_request))
+
+    def _command_done(self, task: asyncio.Task[None]) -> None:
+        """Forget a finished command; a failure outside the handler (its errors are
+        answered) is logged here, as nobody awaits the task."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("control command failed", exc_info=exc)
 
     async def _execute(self, handler: Handler, msg: Msg) -> None:
         headers = msg.headers or {}

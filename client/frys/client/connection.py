@@ -1,80 +1,77 @@
 """The asyncio client: one WebSocket to a gateway that survives disconnects by itself.
 
-A supervisor task owns the socket. When the connection drops it decides from the close
-code (one table, :func:`frys.shared.protocol.errors.reconnect_policy`) whether to come back,
-waits with capped exponential backoff and full jitter (or the delay a draining gateway asked
-for, or not at all after ``migrate``), reconnects, resubscribes every channel from its last
-position and re-sends what can be re-sent safely: publishes carrying a message id (the
-stream deduplicates them) and control requests (the command id makes them idempotent).
-The application sees each events channel as one in-order, duplicate-free stream, with
-``Message.gap`` marking the one place where history could not be recovered.
+This is the I/O shell around the protocol core (:mod:`frys.client.core`), which decides
+what is sent again and what a frame means. A supervisor task owns the socket. When the
+connection drops it decides from the close code (one table,
+:func:`frys.shared.protocol.errors.reconnect_policy`) whether to come back, waits with
+capped exponential backoff and full jitter (or the delay a draining gateway asked for, or
+not at all after ``migrate``), reconnects, and sends what the core says: every channel
+resubscribed from its last position, then what can be re-sent safely (publishes carrying a
+message id, which the stream deduplicates, and control requests, whose command id makes
+them idempotent). The application sees each events channel as one in-order,
+duplicate-free stream, with ``Message.gap`` marking the one place where history could not
+be recovered.
+
+Every task the client starts is kept until it ends (the event loop holds tasks weakly, so
+an unreferenced one can vanish mid-flight) and its failure is logged, never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import itertools
 import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from opentelemetry import trace as otel_trace
 from opentelemetry.propagate import inject as otel_inject
 
-from frys.client.errors import ClientError, ConnectionClosed, ConnectionLost, error_for
-from frys.shared.protocol import frames as f
-from frys.shared.protocol.channels import ChannelKind, parse_channel
-from frys.shared.protocol.codec import CODECS, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, WireCodec
-from frys.shared.protocol.errors import CloseCode, Reconnect, reconnect_policy
-from frys.shared.tensor import (
-    ChunkAssembler,
-    ChunkHeader,
-    Precision,
-    TensorDecoder,
-    TensorEncoder,
-    TensorError,
-    TensorGapError,
-    read_header,
+from frys.client.core import (
+    ClientCore,
+    ConnState,
+    GatewayError,
+    KeyframeRequested,
+    Message,
+    MigrateTo,
+    PublishAck,
+    Retry,
+    SubscriptionState,
+    new_message_id,
+    publish_retry,
 )
+from frys.client.errors import ClientError, ConnectionClosed, ConnectionLost
+from frys.client.tensors import TensorSender, TensorStream
+from frys.shared.protocol import frames as f
+from frys.shared.protocol.channels import parse_channel
+from frys.shared.protocol.codec import CODECS, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, WireCodec
+from frys.shared.protocol.errors import CloseCode, FrysError, Reconnect, reconnect_policy
+from frys.shared.tensor import Precision
+
+__all__ = [
+    "Client",
+    "ClientOptions",
+    "ConnState",
+    "Message",
+    "PublishAck",
+    "Retry",
+    "Subscription",
+    "TensorSender",
+    "TensorStream",
+    "connect",
+    "current_trace_context",
+]
 
 log = logging.getLogger("frys.client")
 
 TokenProvider = Callable[[], Awaitable[str]]
-
-
-class ConnState(enum.Enum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One delivery. ``seq`` is set on events and state channels. ``gap`` is true on the
-    first events message after history could not be recovered (explicit discontinuity)."""
-
-    channel: str
-    data: Any
-    seq: int | None = None
-    from_: str | None = None
-    gap: bool = False
-    enc: str | None = None
-    """``tensor`` when ``data`` is a tensor frame (read those with :meth:`Client.tensors`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PublishAck:
-    seq: int | None
-    duplicate: bool
+T = TypeVar("T")
 
 
 class _End:
@@ -82,19 +79,13 @@ class _End:
         self.error = error
 
 
-class Subscription:
+class Subscription(SubscriptionState):
     """Deliveries of one channel, as an async iterator."""
 
     def __init__(self, client: Client, channel: str, since: f.Position | None):
+        super().__init__(channel, since)
         self.client = client
-        self.channel = channel
-        self.kind = parse_channel(channel).kind
-        self.position: f.Position | None = since
-        self.gaps = 0
-        self._gap_pending = False
-        self._last_state_seq: int | None = None
         self._queue: asyncio.Queue[Message | _End] = asyncio.Queue()
-        self.active = True
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
@@ -118,57 +109,11 @@ class Subscription:
     async def unsubscribe(self) -> None:
         await self.client._unsubscribe(self)
 
-    # --- fed by the client -------------------------------------------------------------
-    def _on_ack(self, ack: f.Ack) -> None:
-        if self.kind is ChannelKind.EVENTS and ack.epoch is not None:
-            if ack.recovered is False:
-                self.gaps += 1
-                self._gap_pending = self.position is not None
-                self.position = f.Position(ack.seq or 0, ack.epoch)
-            elif self.position is None or self.position.epoch != ack.epoch:
-                self.position = f.Position(ack.seq or 0, ack.epoch)
-        elif self.kind is ChannelKind.STATE and ack.epoch is not None:
-            if self.position is not None and self.position.epoch != ack.epoch:
-                self._last_state_seq = None
-            self.position = f.Position(ack.seq or 0, ack.epoch)
+    def _deliver(self, message: Message) -> None:
+        self._queue.put_nowait(message)
 
-    def _on_message(self, frame: f.Message) -> None:
-        seq = frame.seq
-        if self.kind is ChannelKind.EVENTS and seq is not None:
-            if self.position is not None:
-                if seq <= self.position.seq:
-                    return  # already delivered
-                self.position = f.Position(seq, self.position.epoch)
-            gap, self._gap_pending = self._gap_pending, False
-            self._queue.put_nowait(
-                Message(self.channel, frame.data, seq, frame.from_, gap, frame.enc)
-            )
-            return
-        if self.kind is ChannelKind.STATE and seq is not None:
-            if self._last_state_seq is not None and seq <= self._last_state_seq:
-                return
-            self._last_state_seq = seq
-        self._queue.put_nowait(Message(self.channel, frame.data, seq, frame.from_, enc=frame.enc))
-
-    def _end(self, error: BaseException | None) -> None:
-        if self.active:
-            self.active = False
-            self._queue.put_nowait(_End(error))
-
-
-class Retry(enum.Enum):
-    """What happens to an operation in flight when the connection drops."""
-
-    RESEND = "resend"
-    FAIL = "fail"
-
-
-@dataclass(slots=True)
-class _Pending:
-    frame: f.Frame
-    future: asyncio.Future[Any]
-    retry: Retry
-    on_ack: Callable[[f.Frame], Any] | None = None
+    def _ended(self, error: BaseException | None) -> None:
+        self._queue.put_nowait(_End(error))
 
 
 @dataclass
@@ -202,22 +147,20 @@ class Client:
             )
         ]
         self.state = ConnState.CONNECTING
-        self.session_id: str | None = None
-        self.gateway_id: str | None = None
-        self.limits: dict[str, int] = {}
         self.reconnects = 0
         self.reconnect_times: list[float] = []
         """Seconds from each connection loss to the next successful connect."""
         self._lost_at: float | None = None
         self.last_close: tuple[int | None, str] = (None, "")
         self._token = options.token
-        self._resume = ""
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
-        self._subs: dict[str, Subscription] = {}
+        self._core = ClientCore()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._http: aiohttp.ClientSession | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        """Background tasks nobody awaits: cancelled on close."""
+        self._awaited: set[asyncio.Task[Any]] = set()
+        """Tasks an operation awaits: they end with it (failed by close, not cancelled)."""
         self._connected = asyncio.Event()
         self._first: asyncio.Future[None] | None = None
         self._listeners: list[Callable[[ConnState], None]] = []
@@ -226,6 +169,53 @@ class Client:
         self._closing = False
         self._final_error: BaseException | None = None
         self._tensor_senders: dict[tuple[str, int], TensorSender] = {}
+
+    @property
+    def session_id(self) -> str | None:
+        return self._core.session_id
+
+    @property
+    def gateway_id(self) -> str | None:
+        """The gateway serving this client (changes when it moves)."""
+        return self._core.gateway_id
+
+    @property
+    def limits(self) -> dict[str, int]:
+        return self._core.limits
+
+    # --- tasks ---------------------------------------------------------------------------
+    def _spawn(
+        self, coro: Coroutine[Any, Any, T], what: str, *, detached: bool = True
+    ) -> asyncio.Task[T]:
+        """Start ``coro`` as a task the client holds until it ends. A ``detached`` task's
+        failure is logged here (nobody awaits it); an awaited one reports to its awaiter."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"frys-client {what}")
+        held = self._tasks if detached else self._awaited
+        held.add(task)
+
+        def done(finished: asyncio.Task[T]) -> None:
+            held.discard(finished)
+            if finished.cancelled():
+                return
+            exc = finished.exception()  # retrieved: never "exception was never retrieved"
+            if exc is None or not detached:
+                return
+            if isinstance(exc, FrysError | aiohttp.ClientError | OSError | TimeoutError):
+                log.debug("client %s failed: %r", what, exc)
+            else:
+                log.error("client %s failed", what, exc_info=exc)
+
+        task.add_done_callback(done)
+        return task
+
+    async def _cancel_tasks(self) -> None:
+        """Stop the background work; operations in flight were failed already and end
+        with their own error rather than a cancellation their caller did not ask for."""
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- lifecycle -----------------------------------------------------------------------
     def on_state(self, listener: Callable[[ConnState], None]) -> None:
@@ -251,7 +241,7 @@ class Client:
         loop = asyncio.get_running_loop()
         self._http = aiohttp.ClientSession()
         self._first = loop.create_future()
-        self._supervisor = loop.create_task(self._supervise())
+        self._supervisor = self._spawn(self._supervise(), "supervisor")
         try:
             await asyncio.wait_for(asyncio.shield(self._first), self.options.connect_timeout_s)
         except BaseException:
@@ -270,6 +260,7 @@ class Client:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._supervisor
         self._finish(ConnectionClosed(CloseCode.NORMAL, "closed by the application"))
+        await self._cancel_tasks()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -277,12 +268,8 @@ class Client:
     def _finish(self, error: BaseException) -> None:
         self._final_error = error
         self._set_state(ConnState.CLOSED)
-        for pending in list(self._pending.values()):
-            if not pending.future.done():
-                pending.future.set_exception(error)
-        self._pending.clear()
-        for sub in list(self._subs.values()):
-            sub._end(None if isinstance(error, ConnectionClosed) and self._closing else error)
+        closed_by_app = isinstance(error, ConnectionClosed) and self._closing
+        self._core.close(error, None if closed_by_app else error)
         if self._first is not None and not self._first.done():
             self._first.set_exception(error)
 
@@ -350,7 +337,7 @@ class Client:
                     return
                 self.reconnects += 1
                 self._set_state(ConnState.RECONNECTING)
-                self._fail_unretryable()
+                self._core.connection_lost()
                 if code == CloseCode.MIGRATED and self._migration_target() is not None:
                     delay_s = self._migrate_delay_s
                 elif code == CloseCode.SERVICE_RESTART:
@@ -411,7 +398,7 @@ class Client:
                 id=0,
                 token=self._token,
                 name=self.options.name or None,
-                resume=self._resume or None,
+                resume=self._core.resume or None,
                 caps=self.options.caps,
             )
         )
@@ -434,31 +421,12 @@ class Client:
         raise _Fatal(ConnectionClosed(code, str(reason)))
 
     def _on_connected(self, frame: f.Connected) -> None:
-        self.session_id = frame.sid
-        self.gateway_id = frame.gw
-        self.limits = dict(frame.limits)
-        self._resume = frame.resume
+        resend = self._core.connected(frame)
         self._set_state(ConnState.CONNECTED)
         if self._first is not None and not self._first.done():
             self._first.set_result(None)
-        # Resubscribe every channel from its position, then re-send what may be re-sent.
-        for sub in list(self._subs.values()):
-            if sub.active:
-                self._send_subscribe(sub)
-        for pending in list(self._pending.values()):
-            if pending.retry is Retry.RESEND:
-                self._send_nowait(pending.frame)
-
-    def _fail_unretryable(self) -> None:
-        for ref, pending in list(self._pending.items()):
-            if pending.retry is Retry.FAIL:
-                del self._pending[ref]
-                if not pending.future.done():
-                    pending.future.set_exception(
-                        ConnectionLost(
-                            f"{pending.frame.OP} was in flight when the connection dropped"
-                        )
-                    )
+        if resend:
+            self._spawn(self._send_in_order(resend), "resubscribe and resend")
 
     async def _read_loop(self) -> tuple[int | None, str]:
         ws = self._ws
@@ -488,53 +456,18 @@ class Client:
         return ws.close_code, reason
 
     def _on_frame(self, frame: f.Frame) -> None:
-        match frame:
-            case f.Message():
-                sub = self._subs.get(frame.ch)
-                if sub is not None:
-                    sub._on_message(frame)
-            case f.Ack() | f.Reply():
-                self._resolve(frame.id, frame)
-            case f.Error():
-                if frame.ref is not None and frame.ref in self._pending:
-                    pending = self._pending.pop(frame.ref)
-                    if not pending.future.done():
-                        pending.future.set_exception(error_for(frame.code, frame.reason))
-                else:
-                    log.warning("gateway error %s: %s", frame.code, frame.reason)
-            case f.Migrate():
-                self._next_url = frame.url
-                self._migrate_delay_s = (frame.delay_ms or 0) / 1000
-            case f.Unsubscribed():
-                sub = self._subs.pop(frame.ch, None)
-                if sub is not None:
-                    sub._end(error_for(frame.code, frame.reason))
-            case f.KeyframeWanted():
-                sender = self._tensor_senders.get((frame.ch, frame.stream))
+        match self._core.receive(frame):
+            case MigrateTo(url, delay_s):
+                self._next_url = url
+                self._migrate_delay_s = delay_s
+            case KeyframeRequested(channel, stream):
+                sender = self._tensor_senders.get((channel, stream))
                 if sender is not None:
                     sender.keyframe_wanted()
-            case f.Pong():
-                self._resolve(frame.id, frame) if frame.id is not None else None
-            case _:
+            case GatewayError(code, reason):
+                log.warning("gateway error %s: %s", code, reason)
+            case None:
                 pass
-
-    def _resolve(self, ref: int | None, frame: f.Frame) -> None:
-        if ref is None:
-            return
-        pending = self._pending.pop(ref, None)
-        if pending is None:
-            return
-        if pending.on_ack is not None:
-            try:
-                result = pending.on_ack(frame)
-            except Exception as exc:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
-                return
-        else:
-            result = frame
-        if not pending.future.done():
-            pending.future.set_result(result)
 
     # --- sending ------------------------------------------------------------------------
     async def _send_now(self, frame: f.Frame) -> None:
@@ -547,32 +480,30 @@ class Client:
         else:
             await ws.send_bytes(payload)
 
-    def _send_nowait(self, frame: f.Frame) -> None:
-        asyncio.get_running_loop().create_task(self._send_quietly(frame))
-
-    async def _send_quietly(self, frame: f.Frame) -> None:
-        with contextlib.suppress(Exception):
-            await self._send_now(frame)
+    async def _send_in_order(self, frames: list[f.ClientFrame]) -> None:
+        """Frames nobody awaits the sending of: a failed send leaves the call pending,
+        answered by the next connection (or failed when the drop is noticed)."""
+        for frame in frames:
+            with contextlib.suppress(Exception):
+                await self._send_now(frame)
 
     async def _call(
         self,
-        make: Callable[[int], f.Frame],
+        make: Callable[[int], f.ClientFrame],
         retry: Retry,
         on_ack: Callable[[f.Frame], Any] | None = None,
         timeout: float | None = 30.0,
     ) -> Any:
         if self.state is ConnState.CLOSED:
             raise self._final_error or ConnectionClosed(None, "closed")
-        ref = next(self._ids)
-        frame = make(ref)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[ref] = _Pending(frame, future, retry, on_ack)
+        call = self._core.call(make, future, retry, on_ack)
         try:
             if self.state is ConnState.CONNECTED:
-                await self._send_now(frame)
+                await self._send_now(call.frame)
             elif retry is Retry.FAIL:
                 await asyncio.wait_for(self._connected.wait(), timeout)
-                await self._send_now(frame)
+                await self._send_now(call.frame)
             # RESEND operations are sent by _on_connected once the connection is back.
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except ConnectionLost:
@@ -580,57 +511,29 @@ class Client:
                 return await asyncio.wait_for(asyncio.shield(future), timeout)
             raise
         finally:
-            self._pending.pop(ref, None)
+            self._core.forget(call.ref)
 
     # --- operations ---------------------------------------------------------------------
     async def subscribe(self, channel: str, *, since: f.Position | None = None) -> Subscription:
         """Subscribe; for events, ``since`` resumes after a known position."""
         parse_channel(channel)
-        if channel in self._subs:
-            raise error_for(409, f"already subscribed to {channel}")
         sub = Subscription(self, channel, since)
-        self._subs[channel] = sub
+        self._core.add_subscription(sub)
         try:
             await self._call(
-                lambda ref: f.Subscribe(id=ref, ch=channel, since=self._since(sub)),
+                lambda ref: f.Subscribe(id=ref, ch=channel, since=sub.since()),
                 Retry.FAIL,
-                on_ack=lambda frame: sub._on_ack(frame) if isinstance(frame, f.Ack) else None,
+                on_ack=sub.acked,
             )
         except BaseException:
-            if self._subs.get(channel) is sub:
-                del self._subs[channel]
+            self._core.remove_subscription(sub)
             raise
         return sub
 
-    def _since(self, sub: Subscription) -> f.Position | None:
-        return sub.position if sub.kind is ChannelKind.EVENTS else None
-
-    def _send_subscribe(self, sub: Subscription) -> None:
-        ref = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def on_ack(frame: f.Frame) -> None:
-            if isinstance(frame, f.Ack):
-                sub._on_ack(frame)
-
-        def on_done(fut: asyncio.Future[Any]) -> None:
-            if fut.cancelled():
-                return
-            exc = fut.exception()
-            if isinstance(exc, ClientError):
-                self._subs.pop(sub.channel, None)
-                sub._end(exc)
-
-        future.add_done_callback(on_done)
-        frame = f.Subscribe(id=ref, ch=sub.channel, since=self._since(sub))
-        self._pending[ref] = _Pending(frame, future, Retry.FAIL, on_ack)
-        self._send_nowait(frame)
-
     async def _unsubscribe(self, sub: Subscription) -> None:
-        if self._subs.get(sub.channel) is not sub:
+        if not self._core.remove_subscription(sub):
             return
-        del self._subs[sub.channel]
-        sub._end(None)
+        sub.end(None)
         if self.state is ConnState.CONNECTED:
             with contextlib.suppress(ClientError, ConnectionLost, asyncio.TimeoutError):
                 await self._call(lambda ref: f.Unsubscribe(id=ref, ch=sub.channel), Retry.FAIL)
@@ -645,17 +548,17 @@ class Client:
         trace: f.TraceContext | None = None,
         enc: str | None = None,
     ) -> PublishAck:
-        """Publish and wait for the gateway's ack. On events and state channels a message
-        id is added when missing, so a publish in flight across a reconnect is re-sent and
-        stored once."""
-        kind = parse_channel(channel).kind
-        stored = kind is ChannelKind.EVENTS or (kind is ChannelKind.STATE and enc is None)
-        if stored and mid is None:
-            mid = uuid.uuid4().hex
+        """Publish and wait for the gateway's ack. Where the stream stores the message
+        (events, and state values other than live tensor frames) a message id is added
+        when missing, so a publish in flight across a reconnect is re-sent and stored
+        once."""
+        retry = publish_retry(channel, enc)
+        if retry is Retry.RESEND and mid is None:
+            mid = new_message_id()
         tc = trace or current_trace_context()
         ack = await self._call(
             lambda ref: f.Publish(id=ref, ch=channel, data=data, mid=mid, enc=enc, tc=tc),
-            Retry.RESEND if stored else Retry.FAIL,
+            retry,
             timeout=timeout,
         )
         assert isinstance(ack, f.Ack)
@@ -757,125 +660,6 @@ def current_trace_context() -> f.TraceContext | None:
     otel_inject(carrier)
     parent = carrier.get("traceparent")
     return f.TraceContext(parent, carrier.get("tracestate")) if parent else None
-
-
-class TensorSender:
-    """One outgoing tensor stream: its encoder and the last array (for keyframe requests)."""
-
-    def __init__(
-        self,
-        client: Client,
-        channel: str,
-        stream: int,
-        precision: Precision,
-        max_abs_error: float,
-    ):
-        self.client = client
-        self.channel = channel
-        self.events = parse_channel(channel).kind is ChannelKind.EVENTS
-        self.encoder = TensorEncoder(stream, precision=precision, max_abs_error=max_abs_error)
-        self.last: Any = None
-        self._want_keyframe = False
-        self._lock = asyncio.Lock()
-
-    def keyframe_wanted(self) -> None:
-        """A relay asked for a keyframe: send one now from the last array."""
-        self._want_keyframe = True
-        if self.last is not None and not self._lock.locked():
-            asyncio.get_running_loop().create_task(self._send_quietly())
-
-    async def _send_quietly(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.send(self.last, True)
-
-    async def send(self, array: Any, keyframe: bool) -> PublishAck:
-        async with self._lock:
-            whole = keyframe or self._want_keyframe or self.events
-            self._want_keyframe = False
-            frames = self.encoder.encode(array, keyframe=whole)
-            self.last = array
-            acks = []
-            for frame in frames:
-                acks.append(
-                    asyncio.ensure_future(
-                        self.client.publish(self.channel, frame, enc=f.ENC_TENSOR)
-                    )
-                )
-                await asyncio.sleep(0)  # let other traffic interleave with large tensors
-            done = await asyncio.gather(*acks)
-            return done[-1]
-
-
-class TensorStream:
-    """Decoded arrays of a channel's tensor streams."""
-
-    def __init__(self, client: Client, channel: str, stream: int | None):
-        self.client = client
-        self.channel = channel
-        self.stream = stream
-        self.subscription: Subscription | None = None
-        self.assembler = ChunkAssembler()
-        self.decoders: dict[int, TensorDecoder] = {}
-        self.gaps = 0
-
-    def __aiter__(self) -> AsyncIterator[tuple[int, Any]]:
-        return self._iterate()
-
-    async def start(self) -> TensorStream:
-        """Subscribe now (iterating subscribes too, on first use)."""
-        if self.subscription is None:
-            self.subscription = await self.client.subscribe(self.channel)
-        return self
-
-    async def _iterate(self) -> AsyncIterator[tuple[int, Any]]:
-        await self.start()
-        assert self.subscription is not None
-        async for msg in self.subscription:
-            if msg.enc != f.ENC_TENSOR or not isinstance(msg.data, bytes):
-                continue
-            decoded = self._decode(msg.data)
-            if decoded is not None:
-                yield decoded
-
-    async def next(self, timeout: float | None = None) -> tuple[int, Any]:
-        """The next ``(stream, array)``, waiting at most ``timeout`` seconds."""
-        iterator = self._iterator
-        if iterator is None:
-            iterator = self._iterator = self._iterate()
-        return await asyncio.wait_for(anext(iterator), timeout)
-
-    _iterator: AsyncIterator[tuple[int, Any]] | None = None
-
-    def _decode(self, data: bytes) -> tuple[int, Any] | None:
-        try:
-            header = read_header(data)
-            frame: bytes | None = data
-            if isinstance(header, ChunkHeader):
-                frame = self.assembler.feed(data, time.monotonic())
-            if frame is None:
-                return None
-            header = read_header(frame)
-            stream_id = header.stream_id
-            if self.stream is not None and stream_id != self.stream:
-                return None
-            decoder = self.decoders.get(stream_id)
-            if decoder is None:
-                decoder = self.decoders[stream_id] = TensorDecoder(stream_id)
-            return stream_id, decoder.feed(frame)
-        except TensorGapError as exc:
-            self.gaps += 1
-            log.debug("tensor gap on %s: %s; asking for a keyframe", self.channel, exc)
-            asyncio.get_running_loop().create_task(
-                self.client._resync(self.channel, read_header(data).stream_id)
-            )
-            return None
-        except TensorError as exc:
-            log.warning("bad tensor frame on %s: %s", self.channel, exc)
-            return None
-
-    async def close(self) -> None:
-        if self.subscription is not None:
-            await self.subscription.unsubscribe()
 
 
 class _Fatal(Exception):
