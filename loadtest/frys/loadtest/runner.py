@@ -4,7 +4,6 @@ processes, and running the same measurement against each target in turn."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import sys
@@ -210,14 +209,3 @@ class Usage:
                 "figures hold, per-second figures are low"
             )
         return out
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], timeout_s: float, interval_s: float = 0.1
-) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(interval_s)
-    return False

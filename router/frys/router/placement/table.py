@@ -50,9 +50,6 @@ class PlacementTable:
     def gateway_of_unit(self, unit: UnitId) -> GatewayId | None:
         return self._gateway_of.get(unit)
 
-    def unit_of_agent(self, agent: AgentId) -> UnitId | None:
-        return self._unit_of.get(agent)
-
     def gateway_of_agent(self, agent: AgentId) -> GatewayId | None:
         unit = self._unit_of.get(agent)
         return None if unit is None else self._gateway_of[unit]

@@ -33,13 +33,6 @@ class ChannelKind(enum.Enum):
     AGENT = "agent"
     """One agent's inbox (direct messages)."""
 
-    @property
-    def durable(self) -> bool:
-        return self is ChannelKind.EVENTS
-
-
-WORKFLOW_KINDS = frozenset(k for k in ChannelKind if k is not ChannelKind.AGENT)
-
 
 @dataclass(frozen=True, slots=True)
 class Channel:
