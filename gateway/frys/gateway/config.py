@@ -77,6 +77,9 @@ class GatewayConfig:
     stream_replicas: int = 1
     control_outcome_ttl_s: float = 3600.0
     presence_ttl_s: float = 15.0
+    presence_resume_grace_s: float = 10.0
+    """How long a member that disconnected without leaving stays, so that a session that
+    resumes (reconnect, drain, migration) shows other members no leave and join."""
 
     # placement (the router)
     interaction_report_s: float = 2.0
@@ -133,6 +136,7 @@ class GatewayConfig:
             "stream_replicas",
             "control_outcome_ttl_s",
             "presence_ttl_s",
+            "presence_resume_grace_s",
             "drain_s",
             "workers",
             "interaction_report_s",

@@ -10,44 +10,56 @@ back after a reconnect.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
 
 import nats.errors
 
+from frys.gateway.bus import Bus
+from frys.gateway.config import GatewayConfig
+from frys.gateway.telemetry import GatewayTelemetry
 from frys.shared.protocol import frames as f
 from frys.shared.protocol import headers as hdr
-from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel
+from frys.shared.protocol.channels import Channel
 from frys.shared.protocol.codec import pack_data
 from frys.shared.protocol.control import outcome_key, parse_outcome
-from frys.shared.protocol.errors import ChannelError, ErrorCode
-from frys.shared.protocol.grants import Right
+from frys.shared.protocol.errors import ErrorCode
 
-if TYPE_CHECKING:
-    from frys.gateway.bus import Bus
-    from frys.gateway.config import GatewayConfig
-    from frys.gateway.session import Session
+
+def _error(code: ErrorCode, reason: str, ref: int) -> f.Error:
+    return f.Error(code=int(code), reason=reason, ref=ref)
 
 
 class Control:
-    def __init__(self, config: GatewayConfig, bus: Bus):
+    """Forwards commands and reads outcomes; answers with the frame to send."""
+
+    def __init__(self, config: GatewayConfig, bus: Bus, telemetry: GatewayTelemetry):
         self.config = config
         self.bus = bus
+        self.telemetry = telemetry
 
     async def request(
-        self, session: Session, channel: Channel, frame: f.Request, headers: dict[str, str]
-    ) -> None:
+        self, channel: Channel, frame: f.Request, headers: dict[str, str], sid: str
+    ) -> f.Frame:
         cfg = self.config
         cid = frame.cid or uuid.uuid4().hex
         headers[hdr.CID] = cid
         timeout_ms = min(frame.timeout_ms or cfg.request_timeout_ms, cfg.max_request_timeout_ms)
         subject = self.bus.subjects.channel(channel)
-        tel = session.gw.telemetry
+        tel = self.telemetry
         span = (
             tel.client_span(
                 f"request {channel.kind.value}",
                 frame.tc,
                 headers,
-                {"frys.channel": channel.name, "frys.cid": cid, "frys.session": session.sid},
+                {
+                    "frys.channel": channel.name,
+                    "frys.cid": cid,
+                    "frys.session": sid,
+                    "rpc.system": "frys",
+                    "rpc.method": "request",
+                    "messaging.system": "nats",
+                    "messaging.destination.name": subject,
+                    "messaging.operation.type": "send",
+                },
             )
             if tel.tracing
             else None
@@ -55,33 +67,18 @@ class Control:
         try:
             msg = await self.bus.request(subject, pack_data(frame.data), timeout_ms / 1000, headers)
         except nats.errors.NoRespondersError:
-            session.error(ErrorCode.UNAVAILABLE, "no engine serves this workflow", frame.id)
-            return
+            return _error(ErrorCode.UNAVAILABLE, "no engine serves this workflow", frame.id)
         except (TimeoutError, nats.errors.TimeoutError):
-            session.error(ErrorCode.TIMEOUT, f"no reply within {timeout_ms} ms", frame.id)
-            return
+            return _error(ErrorCode.TIMEOUT, f"no reply within {timeout_ms} ms", frame.id)
         except nats.errors.Error as exc:
-            session.error(ErrorCode.UNAVAILABLE, f"broker error: {type(exc).__name__}", frame.id)
-            return
+            return _error(ErrorCode.UNAVAILABLE, f"broker error: {type(exc).__name__}", frame.id)
         finally:
             if span is not None:
                 span.end()
-        session.send(f.Reply(id=frame.id, cid=cid, data=f.Raw(msg.data)))
+        return f.Reply(id=frame.id, cid=cid, data=f.Raw(msg.data))
 
-    async def outcome(self, session: Session, frame: f.Outcome) -> None:
+    async def outcome(self, channel: Channel, frame: f.Outcome) -> f.Frame:
         """The recorded outcome of command ``cid`` (``ack.data``), or 404 if none yet."""
-        try:
-            channel = parse_channel(frame.ch)
-        except ChannelError as exc:
-            session.error(ErrorCode.INVALID_CHANNEL, str(exc), frame.id)
-            return
-        if channel.kind is not ChannelKind.CONTROL:
-            session.error(ErrorCode.NOT_ALLOWED, "outcomes belong to wf:{id}:control", frame.id)
-            return
-        assert session.identity is not None
-        if not session.identity.grants.allows(channel, Right.CONTROL):
-            session.error(ErrorCode.FORBIDDEN, f"no control right on {channel}", frame.id)
-            return
         kv = self.bus.kv_control
         key = outcome_key(channel.id, frame.cid)
         entry = None
@@ -92,6 +89,5 @@ class Control:
                 entry = None
         outcome = parse_outcome(entry.value) if entry is not None and entry.value else None
         if outcome is None or outcome.pending:
-            session.error(ErrorCode.NOT_FOUND, "no recorded outcome for this command", frame.id)
-            return
-        session.send(f.Ack(id=frame.id, data=f.Raw(outcome.packed_reply)))
+            return _error(ErrorCode.NOT_FOUND, "no recorded outcome for this command", frame.id)
+        return f.Ack(id=frame.id, data=f.Raw(outcome.packed_reply))

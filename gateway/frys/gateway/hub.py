@@ -4,14 +4,16 @@ Each channel with at least one local subscriber has one :class:`Fanout` holding 
 subscription, whatever the number of subscribers (reference counted: the subscription goes
 when the last subscriber leaves). A message from NATS is appended to its fanout's tick
 buffer; once per event-loop tick the hub frames each buffer once per subprotocol, joins the
-frames, and writes the same bytes to every subscriber with one ``transport.write``. Under
-light load a tick holds one message, so nothing waits; under heavy load many frames share a
-write, which is where the throughput comes from.
+frames, and hands the same bytes to every subscriber's writer, which writes them with one
+``transport.write`` at the end of the tick. Under light load a tick holds one message, so
+nothing waits; under heavy load many frames share a write, which is where the throughput
+comes from.
 
 Stored kinds (events, state) arrive through their stream's republish with the stored
 sequence; the fanout keeps the last sequence it delivered, drops anything older, and, for
 events, refetches from the stream when a message's ``Nats-Last-Sequence`` shows a gap (a
-message lost between NATS and this gateway), so subscribers never see a hole.
+message lost between NATS and this gateway), so subscribers never see a hole. History and
+heads are read through :class:`~frys.gateway.broker.History`.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, cast
 
-import msgpack
-from nats.aio.subscription import Subscription
 from opentelemetry.trace import Span
 
+from frys.gateway.broker import History
 from frys.gateway.bus import Bus, StoredMsg
 from frys.gateway.metrics import Metrics
+from frys.gateway.telemetry import GatewayTelemetry
 from frys.gateway.tensors import TensorRelay
 from frys.gateway.wsframe import binary_frame, text_frame
 from frys.shared.protocol import headers as hdr
@@ -38,11 +40,8 @@ from frys.shared.protocol.codec import pack_data
 from frys.shared.protocol.delivery import MessageTemplate
 from frys.shared.protocol.errors import DecodeError
 from frys.shared.protocol.frames import ENC_TENSOR, TraceContext
+from frys.shared.protocol.subjects import Subjects
 from frys.shared.telemetry import sampled
-
-if TYPE_CHECKING:
-    from frys.gateway.telemetry import GatewayTelemetry
-    from frys.shared.protocol.subjects import Subjects
 
 log = logging.getLogger("frys.gateway.hub")
 
@@ -52,23 +51,24 @@ BULK_KINDS = frozenset({ChannelKind.STATE, ChannelKind.COLLAB, ChannelKind.AGENT
 
 
 class Subscriber(Protocol):
-    """What the hub needs of a session."""
+    """What the hub needs of a session: its writer."""
 
     binary: bool
 
-    def deliver(self, blob: bytes, fanout: Fanout) -> None: ...
+    def deliver(self, blob: bytes, source: Any) -> None: ...
 
-    def deliver_tensor(self, frame: bytes, fanout: Fanout) -> None: ...
+    def deliver_tensor(self, frame: bytes, source: Any) -> None: ...
 
     def tensor_ready(self) -> bool: ...
 
-    def tensor_conflated(self, fanout: Fanout) -> None: ...
+    def tensor_conflated(self, source: Any) -> None: ...
 
-    def on_fanout_failed(self, fanout: Fanout, reason: str) -> None: ...
-
-
-class Writer(Protocol):
     def flush_out(self) -> None: ...
+
+
+NoticeFilter = Callable[[Channel, bytes], bool]
+"""Presence: whether a notice goes to subscribers (False drops it) — owned by presence."""
+FailureHook = Callable[[str], None]
 
 
 class FanoutState(enum.Enum):
@@ -105,6 +105,10 @@ class Entry:
 @dataclass(slots=True)
 class SubState:
     mode: SubMode
+    floor: int
+    """The fanout's last delivered sequence when this subscriber joined: everything above
+    reaches it live (see :mod:`frys.gateway.broker`)."""
+    on_failed: FailureHook | None = None
     held: list[Entry] = field(default_factory=list)
 
 
@@ -119,48 +123,47 @@ class Fanout:
         self.template = MessageTemplate(channel.name)
         self.subscribers: dict[Subscriber, SubState] = {}
         self.state = FanoutState.STARTING
-        self.nats_sub: Subscription | None = None
-        self.bulk_sub: Subscription | None = None
+        self.nats_sub: Any = None
+        self.bulk_sub: Any = None
         self.tick: list[Entry] = []
         self.tick_has_tensors = False
         self.held: list[tuple[int, int, Entry]] = []
         self.last_seq = 0
         self.last_entry: Entry | None = None
         """Newest state value (state channels): the snapshot for joiners and conflation."""
-        self.members: dict[str, dict[str, object]] = {}
-        """Presence channels: sid → member, as last announced (to drop stale leaves and to
-        announce the members of a gateway that died)."""
         self.ready = asyncio.Event()
         self.failure: str | None = None
         self._relay: TensorRelay | None = None
         self._epoch_task: asyncio.Task[None] | None = None
         self._recover_task: asyncio.Task[None] | None = None
+        self._counted = False
+        """Whether this fanout's NATS subscription is in the gauge."""
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        bus = self.hub.bus
+        hub = self.hub
+        bus = hub.bus
         try:
             self.nats_sub = await bus.subscribe_direct(
-                self.hub.subjects.live(self.channel), self._on_data
+                hub.subjects.live(self.channel), self._on_data
             )
             if self.kind in BULK_KINDS:
                 self.bulk_sub = await bus.subscribe_direct(
-                    self.hub.subjects.bulk(self.channel), self._on_data, bulk=True
+                    hub.subjects.bulk(self.channel), self._on_data, bulk=True
                 )
             # Shielded: a cancelled flush leaves nats-py's PONG bookkeeping broken (its
             # read loop then fails on the late PONG).
             await asyncio.shield(bus.nc.flush(timeout=5))
-            self.hub.metrics.nats_subscriptions += 1
-            if self.kind is ChannelKind.PRESENCE and self.hub.presence_members is not None:
-                assert self.channel.workflow is not None
-                for member in await self.hub.presence_members(self.channel.workflow):
-                    self.members[str(member.get("sid"))] = member
+            hub.metrics.nats_subscriptions += 1
+            self._counted = True
+            if self.kind is ChannelKind.PRESENCE and hub.presence_start is not None:
+                await hub.presence_start(self.channel)
             if self.kind is not ChannelKind.EVENTS and self.kind is not ChannelKind.PRESENCE:
                 # A first subscriber here: any tensor stream on this channel is unknown to
                 # this gateway, so its publishers are asked for keyframes right away.
-                self.hub.request_keyframe(self.channel, None)
+                self.request_keyframe(None)
             if self.stored:
-                head = await bus.last_stored(self._stream, self._subject)
+                head = await hub.history.head(self.kind, self.channel)
                 if head is not None:
                     self.last_seq = head.seq
                     if self.kind is ChannelKind.STATE:
@@ -174,29 +177,26 @@ class Fanout:
             self.ready.set()
 
     async def close(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.hub.metrics.nats_subscriptions -= 1
         self.state = FanoutState.CLOSED
-        if self._recover_task is not None:
-            self._recover_task.cancel()
+        for task in (self._recover_task, self._epoch_task):
+            if task is not None:
+                task.cancel()
         if self.bulk_sub is not None:
             bulk, self.bulk_sub = self.bulk_sub, None
             with contextlib.suppress(Exception):
                 await self.hub.bus.unsubscribe_direct(bulk)
         if self.nats_sub is not None:
             sub, self.nats_sub = self.nats_sub, None
-            self.hub.metrics.nats_subscriptions -= 1
             try:
                 await self.hub.bus.unsubscribe_direct(sub)
             except Exception as exc:
                 log.debug("unsubscribe of %s failed: %s", self.channel, exc)
 
-    @property
-    def _stream(self) -> str:
-        s = self.hub.subjects
-        return s.events_stream if self.kind is ChannelKind.EVENTS else s.state_stream
-
-    @property
-    def _subject(self) -> str:
-        return self.hub.subjects.channel(self.channel)
+    def request_keyframe(self, stream_id: int | None) -> None:
+        self.hub.request_keyframe(self.channel, stream_id)
 
     # --- inbound from NATS --------------------------------------------------------------
     def _on_data(self, data: bytes, headers: dict[str, str] | None) -> None:
@@ -204,9 +204,7 @@ class Fanout:
         if self.state is FanoutState.CLOSED:
             return
         if headers is None:
-            if self.kind is ChannelKind.PRESENCE and not self._track_presence(data):
-                return
-            self._accept(Entry(None, data, None, None))
+            self.inject(data)
             return
         tp = headers.get(hdr.TRACEPARENT)
         entry = Entry(
@@ -224,15 +222,18 @@ class Fanout:
             if hdr.SEQ not in headers:  # tensor frames stream past the stores
                 self._accept(entry)
                 return
-        if tp and self.hub.telemetry is not None and self.hub.telemetry.tracing and sampled(tp):
-            entry.span = self.hub.telemetry.deliver_span(
+        tel = self.hub.telemetry
+        if tp and tel is not None and tel.tracing and sampled(tp):
+            entry.span = tel.deliver_span(
                 headers,
                 {
                     "frys.channel": self.channel.name,
                     "frys.stream": self.kind.value,
                     "frys.gateway": self.hub.gateway_id,
                     "messaging.system": "nats",
-                    "messaging.operation": "deliver",
+                    "messaging.destination.name": self.channel.name,
+                    "messaging.operation.type": "receive",
+                    "messaging.operation.name": "deliver",
                 },
             )
         if not self.stored:
@@ -246,30 +247,14 @@ class Fanout:
             return
         self._accept_stored(seq, last, entry)
 
-    def _track_presence(self, packed: bytes) -> bool:
-        """Update the member table from a notice; False for a stale leave (member moved)."""
-        try:
-            notice = msgpack.unpackb(packed, raw=False)
-            member = notice["member"]
-            sid, gw = str(member["sid"]), member.get("gw")
-            kind = notice["type"]
-        except Exception:
-            return True
-        if kind == "join":
-            self.members[sid] = member
-        elif kind == "leave":
-            known = self.members.get(sid)
-            if known is not None and known.get("gw") != gw:
-                return False
-            self.members.pop(sid, None)
-        return True
-
-    def presence_members_of(self, gateway_id: str) -> list[dict[str, object]]:
-        return [m for m in self.members.values() if m.get("gw") == gateway_id]
-
     def inject(self, packed: bytes) -> None:
-        """Deliver a message that exists only on this gateway (synthesised presence)."""
-        if self.kind is ChannelKind.PRESENCE and not self._track_presence(packed):
+        """Deliver a message without headers (presence notices, also those made here)."""
+        notices = self.hub.notice_filter
+        if (
+            self.kind is ChannelKind.PRESENCE
+            and notices is not None
+            and not notices(self.channel, packed)
+        ):
             return
         self._accept(Entry(None, packed, None, None))
 
@@ -302,25 +287,26 @@ class Fanout:
 
     async def _check_epoch(self) -> None:
         try:
-            _first, _last, epoch = await self.hub.bus.stream_bounds(self._stream)
+            epoch = await self.hub.history.current_epoch(self.kind)
         except Exception as exc:
             log.warning("epoch check of %s failed: %s", self.channel, exc)
             return
         finally:
             self._epoch_task = None
-        known = self.hub.bus.epochs.get(self.kind)
-        if epoch == known:
-            return
-        log.warning("stream of %s was recreated (epoch %s → %s)", self.channel, known, epoch)
-        self.hub.bus.epochs[self.kind] = epoch
+        self.hub.epoch_seen(self.kind, epoch)
+
+    def reset(self, reason: str) -> None:
+        """The channel's stream went away or was recreated: every position is void. Each
+        subscriber is told (``unsubscribed``) and subscribes again."""
         self.last_seq = 0
         self.last_entry = None
-        for sub in list(self.subscribers):
-            sub.on_fanout_failed(self, "stream recreated; subscribe again")
+        for st in list(self.subscribers.values()):
+            if st.on_failed is not None:
+                st.on_failed(reason)
 
     async def _recover(self) -> None:
         try:
-            missing = await self.hub.bus.stored_after(self._stream, self._subject, self.last_seq)
+            missing = await self.hub.history.after(self.kind, self.channel, self.last_seq)
         except Exception as exc:
             log.warning("gap recovery on %s failed (%s); retrying", self.channel, exc)
             await asyncio.sleep(0.5)
@@ -334,6 +320,8 @@ class Fanout:
         self._go_live()
 
     def _go_live(self) -> None:
+        if self.state is FanoutState.CLOSED:
+            return
         self.state = FanoutState.LIVE
         held, self.held = self.held, []
         for seq, last, entry in held:
@@ -349,8 +337,16 @@ class Fanout:
             await self._recover()
 
     # --- subscribers ---------------------------------------------------------------------
-    def add(self, sub: Subscriber, catching_up: bool) -> None:
-        self.subscribers[sub] = SubState(SubMode.CATCHING_UP if catching_up else SubMode.LIVE)
+    def add(self, sub: Subscriber, catching_up: bool, on_failed: FailureHook | None) -> None:
+        mode = SubMode.CATCHING_UP if catching_up else SubMode.LIVE
+        self.subscribers[sub] = SubState(mode, self.last_seq, on_failed)
+
+    def floor(self, sub: Subscriber) -> int:
+        st = self.subscribers.get(sub)
+        return self.last_seq if st is None else st.floor
+
+    def has_subscriber(self, sub: object) -> bool:
+        return sub in self.subscribers
 
     def go_live(self, sub: Subscriber, after_seq: int) -> None:
         """End a subscriber's catch-up: deliver what was buffered beyond ``after_seq``."""
@@ -379,12 +375,14 @@ class Fanout:
             )
         out = []
         for e in entries:
-            try:
+            # A payload that is not msgpack cannot be shown to JSON subscribers: skipped.
+            with contextlib.suppress(DecodeError):
                 out.append(text_frame(t.json(e.packed, e.seq, e.from_, e.tc, e.enc)))
-            except DecodeError:
-                # Only JSON subscribers notice a payload that is not msgpack; skip it.
-                self.hub.metrics.bad_payloads += 1
         return b"".join(out)
+
+    def stored_frames(self, stored: list[StoredMsg], binary: bool) -> bytes:
+        """History read from the stream, framed for one subscriber."""
+        return self.frames([_entry_of(m) for m in stored], binary)
 
     def snapshot_frame(self, binary: bool) -> bytes | None:
         """The current state value, framed, for a joiner or a conflated subscriber."""
@@ -432,11 +430,15 @@ class Fanout:
             self._relay = TensorRelay(self)
         return self._relay
 
+    @property
+    def has_relay(self) -> bool:
+        return self._relay is not None
+
     def _flush_tensors(self, entries: list[Entry]) -> None:
         live = [s for s, st in self.subscribers.items() if st.mode is SubMode.LIVE]
         relay = self.relay
         for entry in entries:
-            targets = relay.route(entry.packed, live, entry.ts)
+            targets = cast(set[Subscriber], relay.route(entry.packed, live, entry.ts))
             if not targets:
                 continue
             framed: dict[bool, bytes] = {}
@@ -457,7 +459,10 @@ class Fanout:
         if self._relay is not None:
             self._relay.joined(sub)
 
-    def tensor_resync(self, sub: Subscriber, stream_id: int | None = None) -> bool:
+    def tensor_stale_for(self, sub: object) -> bool:
+        return self._relay is not None and self._relay.stale_for(sub)  # type: ignore[arg-type]
+
+    def tensor_resync(self, sub: Any, stream_id: int | None = None) -> bool:
         return self.relay.resync(sub, stream_id)
 
 
@@ -475,31 +480,48 @@ def _entry_of(stored: StoredMsg) -> Entry:
 class Hub:
     """All fanouts of one gateway, and the once-per-tick flush."""
 
-    def __init__(self, bus: Bus, metrics: Metrics):
+    def __init__(
+        self,
+        bus: Bus,
+        history: History,
+        metrics: Metrics,
+        telemetry: GatewayTelemetry | None = None,
+    ):
         self.bus = bus
+        self.history = history
         self.metrics = metrics
+        self.telemetry = telemetry
         self.subjects: Subjects = bus.subjects
+        self.gateway_id = bus.config.gateway_id
         self.fanouts: dict[Channel, Fanout] = {}
+        self.notice_filter: NoticeFilter | None = None
+        """Set by presence, which owns the member tables."""
+        self.presence_start: Callable[[Channel], Awaitable[None]] | None = None
+        """Set by presence: a presence channel gets its first local subscriber."""
         self._dirty: list[Fanout] = []
+        self._flushing = False
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.presence_members: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
-        self.telemetry: GatewayTelemetry | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._writers: list[Writer] = []
-        self.gateway_id = bus.config.gateway_id
+        self._writers: list[Subscriber] = []
         bus.on_reconnect.append(self._after_reconnect)
 
-    async def join(self, channel: Channel, sub: Subscriber, catching_up: bool = False) -> Fanout:
+    async def join(
+        self,
+        channel: Channel,
+        sub: Subscriber,
+        catching_up: bool = False,
+        on_failed: FailureHook | None = None,
+    ) -> Fanout:
         """Attach ``sub`` to ``channel``, creating the fanout (and its NATS subscription)."""
         fan = self.fanouts.get(channel)
         if fan is None:
             fan = Fanout(self, channel)
             self.fanouts[channel] = fan
-            fan.add(sub, catching_up)
+            fan.add(sub, catching_up, on_failed)
             await fan.start()
         else:
-            fan.add(sub, catching_up)
+            fan.add(sub, catching_up, on_failed)
             await fan.ready.wait()
         if fan.failure is not None:
             self._forget(fan)
@@ -516,6 +538,21 @@ class Hub:
         if self.fanouts.get(fan.channel) is fan:
             del self.fanouts[fan.channel]
 
+    def epoch_seen(self, kind: ChannelKind, epoch: str) -> None:
+        """The stream of ``kind`` has epoch ``epoch``; if that is new, it was recreated and
+        every fanout of that kind starts over."""
+        known = self.bus.epochs.get(kind)
+        if epoch == known:
+            return
+        log.warning("stream of %s channels was recreated (epoch %s → %s)", kind.value, known, epoch)
+        self.bus.epochs[kind] = epoch
+        self.stream_reset(kind, "stream recreated; subscribe again")
+
+    def stream_reset(self, kind: ChannelKind, reason: str) -> None:
+        for fan in list(self.fanouts.values()):
+            if fan.kind is kind:
+                fan.reset(reason)
+
     def request_keyframe(self, channel: Channel, stream_id: int | None) -> None:
         """Ask the publishers of ``channel``'s tensor stream (of all of them when
         ``stream_id`` is ``None``) for a keyframe, over NATS."""
@@ -528,36 +565,53 @@ class Hub:
 
     def mark_dirty(self, fan: Fanout) -> None:
         self._dirty.append(fan)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop = self._loop or asyncio.get_running_loop()
-            self._loop = loop
-            loop.call_soon(self._flush)
+        self._schedule()
 
-    def add_writer(self, session: Writer) -> None:
-        """``session`` has deliveries waiting: write them at the end of this tick."""
-        self._writers.append(session)
-        if not self._flush_scheduled:
+    def add_writer(self, writer: Subscriber) -> None:
+        """``writer`` has deliveries waiting: write them at the end of this tick."""
+        self._writers.append(writer)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        # Writers added while a flush runs are written by that same flush.
+        if not self._flush_scheduled and not self._flushing:
             self._flush_scheduled = True
-            loop = self._loop or asyncio.get_running_loop()
-            self._loop = loop
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        self.metrics.flushes += 1
-        for fan in dirty:
-            try:
-                fan.flush()
-            except Exception:
-                log.exception("flush of %s failed", fan.channel)
-        writers, self._writers = self._writers, []
-        for session in writers:
-            try:
-                session.flush_out()
-            except Exception:
-                log.exception("write to a session failed")
+        self._flushing = True
+        try:
+            dirty, self._dirty = self._dirty, []
+            self.metrics.flushes += 1
+            for fan in dirty:
+                try:
+                    fan.flush()
+                except Exception:
+                    log.exception("flush of %s failed", fan.channel)
+            writers, self._writers = self._writers, []
+            for writer in writers:
+                try:
+                    writer.flush_out()
+                except Exception:
+                    log.exception("write to a session failed")
+        finally:
+            self._flushing = False
+        if self._dirty or self._writers:
+            self._schedule()
+
+    def tensor_totals(self) -> dict[str, int]:
+        """Sums over every tensor stream this gateway relays (per stream: the ``stats`` op)."""
+        totals: dict[str, int] = {}
+        for fan in list(self.fanouts.values()):
+            if not fan.has_relay:
+                continue
+            for key, value in fan.relay.totals().items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
 
     async def _after_reconnect(self) -> None:
         for fan in list(self.fanouts.values()):

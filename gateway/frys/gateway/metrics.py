@@ -24,7 +24,6 @@ class Metrics:
     flushes: int = 0
     writes: int = 0
     publishes: int = 0
-    publish_bytes: int = 0
     frames_in: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -33,8 +32,6 @@ class Metrics:
     conflated: int = 0
     slow_disconnects: int = 0
     migrations: int = 0
-    bad_payloads: int = 0
-    """Bus payloads that were not msgpack (skipped for JSON subscribers)."""
     errors: Counter[int] = field(default_factory=Counter)
     closes: Counter[int] = field(default_factory=Counter)
     publishes_by_kind: Counter[str] = field(default_factory=Counter)

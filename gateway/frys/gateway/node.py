@@ -14,29 +14,27 @@ import logging
 import random
 import secrets
 import time
-from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
 
 from frys.gateway.auth import ResumeTokens, TokenVerifier
+from frys.gateway.broker import History
 from frys.gateway.bus import Bus
 from frys.gateway.config import GatewayConfig
 from frys.gateway.control import Control
+from frys.gateway.core import CoreLimits
 from frys.gateway.hub import Hub
 from frys.gateway.metrics import Metrics
 from frys.gateway.peers import Peers
 from frys.gateway.placement import GatewayPlacement
 from frys.gateway.presence import Presence
+from frys.gateway.publisher import Publisher
+from frys.gateway.session import Services, Session
 from frys.gateway.telemetry import GatewayTelemetry
+from frys.gateway.tensors import TensorPublishers
 from frys.shared import telemetry as otel
-from frys.shared.protocol.channels import Channel
 from frys.shared.protocol.codec import unpack_data
 from frys.shared.protocol.errors import CloseCode
-from frys.shared.protocol.frames import KeyframeWanted
-
-if TYPE_CHECKING:
-    from frys.gateway.session import Session
 
 log = logging.getLogger("frys.gateway")
 
@@ -49,37 +47,84 @@ class Phase(enum.Enum):
 
 
 class Gateway:
+    """Builds every part and hands each the few others it uses; owns the sessions."""
+
     def __init__(self, config: GatewayConfig, telemetry: otel.Telemetry | None = None):
-        self.config = config
+        self._config = config
         self.subjects = config.subjects
         self.metrics = Metrics()
         self.bus = Bus(config)
-        self.hub = Hub(self.bus, self.metrics)
+        self.sessions: set[Session] = set()
+        self.phase = Phase.STARTING
+        self.started_at = time.monotonic()
+        self.started = asyncio.Event()
+        self.telemetry = GatewayTelemetry(
+            config.gateway_id,
+            self.metrics,
+            telemetry or otel.telemetry_from_env("frys-gateway"),
+            ready=lambda: self.ready,
+            nats_reconnects=lambda: self.bus.reconnects,
+            tensor_totals=lambda: self.hub.tensor_totals(),
+        )
+        self.history = History(self.bus, self.subjects)
+        self.hub = Hub(self.bus, self.history, self.metrics, self.telemetry)
         self.verifier = TokenVerifier(config)
         secret = (config.resume_secret or config.jwt_secret or secrets.token_hex(16)).encode()
         self.resume_tokens = ResumeTokens(secret)
-        self.control = Control(config, self.bus)
-        self.presence = Presence(config, self.bus, self.hub)
-        self.hub.presence_members = self.presence.members
-        self.peers = Peers(self)
-        self.placement = GatewayPlacement(
-            self, config.interaction_report_s, config.migrate_rate_per_s
+        self.control = Control(config, self.bus, self.telemetry)
+        self.peers = Peers(config, self.bus, lambda: (len(self.sessions), self.draining))
+        self.presence = Presence(
+            config,
+            self.bus,
+            self.hub,
+            alive=lambda gw: gw == config.gateway_id or gw in self.peers.peers,
         )
-        self.peers.on_lost.append(self._gateway_lost)
-        self.presence.alive = lambda gw: gw == config.gateway_id or gw in self.peers.peers
-        self.sessions: set[Session] = set()
-        self.tensor_publishers: defaultdict[tuple[Channel, int], set[Session]] = defaultdict(set)
+        self.peers.on_lost.append(self.presence.gateway_lost)
+        self.placement = GatewayPlacement(config, self.bus, self.peers, lambda: self.sessions)
+        self.publisher = Publisher(
+            self.bus, self.subjects, self.metrics, self.telemetry, self.placement.on_publish
+        )
+        self.tensor_publishers = TensorPublishers()
         """Local sessions publishing each (channel, tensor stream): keyframe requests go to them."""
-        self.phase = Phase.STARTING
-        self.pending_acks = 0
-        self.started_at = time.monotonic()
-        self.started = asyncio.Event()
-        self.publish_count = 0
-        self.telemetry = GatewayTelemetry(
-            self, telemetry or otel.telemetry_from_env("frys-gateway")
+        self.services = Services(
+            limits=CoreLimits(
+                gateway_id=config.gateway_id,
+                max_frame_bytes=config.max_frame_bytes,
+                queue_bytes=config.queue_bytes,
+                max_subscriptions=config.max_subscriptions,
+                publish_rate_per_s=config.publish_rate_per_s,
+                publish_burst=config.publish_burst,
+                ping_interval_s=config.ping_interval_s,
+                request_timeout_ms=config.request_timeout_ms,
+                max_request_timeout_ms=config.max_request_timeout_ms,
+                max_invalid_frames=config.max_invalid_frames,
+                jwt_leeway_s=config.jwt_leeway_s,
+            ),
+            verify=self.verifier.verify,
+            resume=self.resume_tokens,
+            metrics=self.metrics,
+            hub=self.hub,
+            history=self.history,
+            publisher=self.publisher,
+            control=self.control,
+            presence=self.presence,
+            placement=self.placement,
+            tensor_publishers=self.tensor_publishers,
+            connect_timeout_s=config.connect_timeout_s,
+            on_closed=self.on_closed,
         )
-        self.hub.telemetry = self.telemetry
-        self.interaction_hooks: list[object] = []
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: GatewayConfig) -> None:
+        """Known once listening (a port chosen by the system): the parts that announce
+        this gateway's address learn it too."""
+        self._config = config
+        self.peers.config = config
+        self.placement.config = config
 
     @property
     def draining(self) -> bool:
@@ -107,6 +152,7 @@ class Gateway:
         self.presence.start()
         await self.peers.start()
         await self.bus.subscribe(self.subjects.keyframe_requests_all, self._on_keyframe_request)
+        await self.history.watch(self.hub.epoch_seen)
         await self.placement.start()
         self.phase = Phase.SERVING
         self.started.set()
@@ -118,12 +164,6 @@ class Gateway:
         self.metrics.connections = len(self.sessions)
         self.metrics.connections_total += 1
 
-    def on_connected(self, session: Session) -> None:
-        self.placement.on_connected(session)
-
-    def on_publish(self, session: Session, channel: Channel) -> None:
-        self.placement.on_publish(session, channel)
-
     def on_closed(self, session: Session) -> None:
         self.sessions.discard(session)
         self.metrics.connections = len(self.sessions)
@@ -134,13 +174,8 @@ class Gateway:
             wanted = unpack_data(msg.data).get("stream")
         except Exception:
             return
-        for (ch, stream), sessions in list(self.tensor_publishers.items()):
-            if ch == channel and (wanted is None or wanted == stream):
-                for session in list(sessions):
-                    session.send(KeyframeWanted(ch=channel.name, stream=stream))
-
-    def _gateway_lost(self, gateway_id: str) -> None:
-        self.presence.gateway_lost(gateway_id, list(self.hub.fanouts.values()))
+        for session, stream in self.tensor_publishers.asked(channel, wanted):
+            session.keyframe_wanted(channel, stream)
 
     # --- shutdown ------------------------------------------------------------------------
     async def drain(self) -> None:
@@ -153,7 +188,7 @@ class Gateway:
         for session in list(self.sessions):
             delay_ms = random.randint(0, spread) if spread else 0
             session.close_soon(CloseCode.SERVICE_RESTART, f"delay_ms={delay_ms}")
-        while (self.sessions or self.pending_acks) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while (self.sessions or self.publisher.in_flight) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         if self.sessions:
             log.warning("drain time over with %d sessions open", len(self.sessions))

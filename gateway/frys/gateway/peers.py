@@ -14,14 +14,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
 
+from frys.gateway.bus import Bus
+from frys.gateway.config import GatewayConfig
 from frys.shared.protocol.routing import Heartbeat, decode_heartbeat
-
-if TYPE_CHECKING:
-    from frys.gateway.node import Gateway
 
 log = logging.getLogger("frys.gateway.peers")
 
@@ -37,8 +35,17 @@ class PeerInfo:
 
 
 class Peers:
-    def __init__(self, gateway: Gateway, interval_s: float = 1.0):
-        self.gw = gateway
+    def __init__(
+        self,
+        config: GatewayConfig,
+        bus: Bus,
+        status: Callable[[], tuple[int, bool]],
+        interval_s: float = 1.0,
+    ):
+        self.config = config
+        self.bus = bus
+        self._status = status
+        """(connections, draining) of this gateway, for its heartbeat."""
         self.interval_s = interval_s
         self.peers: dict[str, PeerInfo] = {}
         self.on_lost: list[Callable[[str], None]] = []
@@ -46,7 +53,7 @@ class Peers:
         self._cpu = (time.process_time(), time.monotonic())
 
     async def start(self) -> None:
-        await self.gw.bus.subscribe(self.gw.subjects.heartbeat, self._on_heartbeat)
+        await self.bus.subscribe(self.bus.subjects.heartbeat, self._on_heartbeat)
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
@@ -63,21 +70,21 @@ class Peers:
         return round((cpu - last_cpu) / max(wall - last_wall, 1e-6), 3)
 
     def beat(self) -> Heartbeat:
-        gw = self.gw
+        connections, draining = self._status()
         return Heartbeat(
-            id=gw.config.gateway_id,
-            url=gw.config.advertised_url,
-            connections=len(gw.sessions),
+            id=self.config.gateway_id,
+            url=self.config.advertised_url,
+            connections=connections,
             load=self._load(),
-            draining=gw.draining,
+            draining=draining,
         )
 
     async def _loop(self) -> None:
-        ttl = self.gw.config.presence_ttl_s
+        ttl = self.config.presence_ttl_s
         while True:
-            if self.gw.bus.ready:
+            if self.bus.ready:
                 with contextlib.suppress(Exception):
-                    await self.gw.bus.publish(self.gw.subjects.heartbeat, self.beat().encode())
+                    await self.bus.publish(self.bus.subjects.heartbeat, self.beat().encode())
             now = time.monotonic()
             for peer in list(self.peers.values()):
                 if now - peer.seen > ttl:
@@ -99,7 +106,7 @@ class Peers:
             draining=beat.draining,
             seen=time.monotonic(),
         )
-        if peer.id != self.gw.config.gateway_id:
+        if peer.id != self.config.gateway_id:
             self.peers[peer.id] = peer
 
     def healthy(self, gateway_id: str) -> PeerInfo | None:

@@ -17,10 +17,15 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from nats.aio.msg import Msg
 
+from frys.gateway.auth import Identity
+from frys.gateway.bus import Bus
+from frys.gateway.config import GatewayConfig
+from frys.gateway.peers import Peers
 from frys.shared.protocol.channels import Channel, ChannelKind
 from frys.shared.protocol.routing import (
     InteractionReport,
@@ -28,23 +33,34 @@ from frys.shared.protocol.routing import (
     decode_order,
 )
 
-if TYPE_CHECKING:
-    from frys.gateway.node import Gateway
-    from frys.gateway.session import Session
-
 log = logging.getLogger("frys.gateway.placement")
+
+
+class Placeable(Protocol):
+    """What placement needs of a session."""
+
+    @property
+    def identity(self) -> Identity | None: ...
+
+    def channels(self) -> Iterable[Channel]: ...
+
+    def migrate(self, url: str, reason: str, delay_ms: int | None = None) -> None: ...
 
 
 class GatewayPlacement:
     def __init__(
         self,
-        gateway: Gateway,
-        report_interval_s: float = 2.0,
-        migrate_rate_per_s: float = 200.0,
+        config: GatewayConfig,
+        bus: Bus,
+        peers: Peers,
+        sessions: Callable[[], Iterable[Placeable]],
     ):
-        self.gw = gateway
-        self.report_interval_s = report_interval_s
-        self.migrate_rate_per_s = migrate_rate_per_s
+        self.config = config
+        self.bus = bus
+        self.peers = peers
+        self._sessions = sessions
+        self.report_interval_s = config.interaction_report_s
+        self.migrate_rate_per_s = config.migrate_rate_per_s
         self.owners: dict[str, str] = {}
         """agent → gateway id, as the router placed it."""
         self.publishes: Counter[tuple[str, str]] = Counter()
@@ -54,8 +70,9 @@ class GatewayPlacement:
         self._wake_orders = asyncio.Event()
 
     async def start(self) -> None:
-        gw = self.gw
-        await gw.bus.subscribe(gw.subjects.gateway_orders(gw.config.gateway_id), self._on_order)
+        await self.bus.subscribe(
+            self.bus.subjects.gateway_orders(self.config.gateway_id), self._on_order
+        )
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._watch_table()),
@@ -71,27 +88,27 @@ class GatewayPlacement:
                 await task
 
     # --- sampling (hot path: one counter increment) ------------------------------------
-    def on_publish(self, session: Session, channel: Channel) -> None:
-        assert session.identity is not None
+    def on_publish(self, sender: str, channel: Channel) -> None:
         if channel.kind is ChannelKind.AGENT:
-            self.direct[(session.identity.sub, channel.id)] += 1
+            self.direct[(sender, channel.id)] += 1
         else:
-            self.publishes[(session.identity.sub, channel.id)] += 1
+            self.publishes[(sender, channel.id)] += 1
 
     def report(self) -> InteractionReport:
         located: set[str] = set()
         subscriptions: set[tuple[str, str]] = set()
-        for session in self.gw.sessions:
-            if session.identity is None:
+        for session in self._sessions():
+            identity = session.identity
+            if identity is None:
                 continue
-            located.add(session.identity.sub)
-            for channel in session.subs:
+            located.add(identity.sub)
+            for channel in session.channels():
                 if channel.workflow is not None:
-                    subscriptions.add((session.identity.sub, channel.workflow))
+                    subscriptions.add((identity.sub, channel.workflow))
         publishes, self.publishes = self.publishes, Counter()
         direct, self.direct = self.direct, Counter()
         return InteractionReport(
-            gateway=self.gw.config.gateway_id,
+            gateway=self.config.gateway_id,
             interval_s=self.report_interval_s,
             located=tuple(sorted(located)),
             subscriptions=tuple(sorted(subscriptions)),
@@ -102,15 +119,15 @@ class GatewayPlacement:
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(self.report_interval_s)
-            if self.gw.bus.ready:
+            if self.bus.ready:
                 with contextlib.suppress(Exception):
-                    await self.gw.bus.publish(self.gw.subjects.interactions, self.report().encode())
+                    await self.bus.publish(self.bus.subjects.interactions, self.report().encode())
 
     # --- the placement table ------------------------------------------------------------
     async def _watch_table(self) -> None:
         """Mirror the placement bucket; reconnect the watch if it breaks."""
         while True:
-            kv = self.gw.bus.kv_placement
+            kv = self.bus.kv_placement
             if kv is None:
                 await asyncio.sleep(0.5)
                 continue
@@ -135,17 +152,16 @@ class GatewayPlacement:
     def owner_of(self, agent: str) -> str | None:
         return self.owners.get(agent)
 
-    def on_connected(self, session: Session) -> None:
+    def on_connected(self, session: Placeable) -> None:
         """A client that the router placed on another live gateway is sent there."""
         assert session.identity is not None
         owner = self.owners.get(session.identity.sub)
-        gw = self.gw
-        if owner is None or owner == gw.config.gateway_id:
+        if owner is None or owner == self.config.gateway_id:
             return
-        peer = gw.peers.healthy(owner)
+        peer = self.peers.healthy(owner)
         if peer is None:
             return  # the owner is gone or draining: serving here beats sending it nowhere
-        if peer.url == gw.config.advertised_url:
+        if peer.url == self.config.advertised_url:
             return  # a sibling worker behind the same address: moving cannot do better
         session.migrate(peer.url, "placement")
 
@@ -166,15 +182,15 @@ class GatewayPlacement:
             self._wake_orders.clear()
             while self._orders:
                 agent, target, url = self._orders.popleft()
-                if target == self.gw.config.gateway_id:
+                if target == self.config.gateway_id:
                     continue
-                peer = self.gw.peers.healthy(target)
+                peer = self.peers.healthy(target)
                 target_url = peer.url if peer is not None else url
-                if target_url == self.gw.config.advertised_url:
+                if target_url == self.config.advertised_url:
                     continue  # a sibling worker behind the same address
                 for session in [
                     s
-                    for s in self.gw.sessions
+                    for s in self._sessions()
                     if s.identity is not None and s.identity.sub == agent
                 ]:
                     session.migrate(target_url, "rebalance")

@@ -1,12 +1,22 @@
 """Presence: who is connected to each workflow, with join and leave notices.
 
-A session is a member of workflow W while it is subscribed to any ``wf:W:*`` channel.
-Each gateway stores its members of W under the KV key ``{W}.{gateway}`` (a bucket with a
-TTL, refreshed while the gateway lives) and publishes ``join``/``leave`` notices on W's
-presence subject. When a gateway dies its keys expire, and every gateway that serves W's
-presence channel notices the missing heartbeats (see :mod:`frys.gateway.peers`) and tells
-its own subscribers that the dead gateway's members left, within ``presence_ttl_s``: no
-ghosts, and no duplicate notices, since each gateway only informs its local subscribers.
+Everything about presence lives here: membership of this gateway's sessions, the KV records
+other gateways read, the notices, and the member table each presence channel's subscribers
+are served from.
+
+- A session is a member of workflow W while it is subscribed to any ``wf:W:*`` channel.
+  Each gateway stores its members of W under the KV key ``{W}.{gateway}`` (a bucket with a
+  TTL, refreshed while the gateway lives) and publishes ``join``/``leave`` notices on W's
+  presence subject.
+- **Resume without flapping** (docs/protocol.md §5.3): a member whose connection ended
+  without leaving (lost, drained, migrated, cut as a slow reader) stays for
+  ``presence_resume_grace_s``; if its session comes back on this gateway meanwhile nothing
+  is announced, and if it comes back on another gateway, that gateway's ``join`` is
+  silenced by every member table that already lists the session, and this gateway's late
+  ``leave`` is dropped because the table names the new gateway.
+- **Dead gateways**: their keys expire, and every gateway serving W's presence channel
+  notices the missing heartbeats (:mod:`frys.gateway.peers`) and tells its own subscribers
+  that the dead gateway's members left, within ``presence_ttl_s``.
 """
 
 from __future__ import annotations
@@ -17,75 +27,115 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
-from frys.shared.protocol import frames as f
-from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel, workflow_channel
+from frys.gateway.auth import Identity
+from frys.gateway.bus import Bus
+from frys.gateway.config import GatewayConfig
+from frys.gateway.hub import Hub
+from frys.shared.protocol.channels import Channel, ChannelKind, workflow_channel
 from frys.shared.protocol.codec import pack_data
-from frys.shared.protocol.errors import ChannelError, ErrorCode
-from frys.shared.protocol.grants import Right
-
-if TYPE_CHECKING:
-    from frys.gateway.bus import Bus
-    from frys.gateway.config import GatewayConfig
-    from frys.gateway.hub import Fanout, Hub
-    from frys.gateway.session import Session
 
 log = logging.getLogger("frys.gateway.presence")
 
+Member = dict[str, Any]
 
-def member_of(session: Session, gateway_id: str) -> dict[str, Any]:
-    assert session.identity is not None
+QUERY_TIMEOUT_S = 2.0
+
+
+def member_record(
+    sid: str, identity: Identity, name: str, caps: tuple[str, ...], gateway_id: str
+) -> Member:
     return {
-        "sid": session.sid,
-        "sub": session.identity.sub,
-        "kind": session.identity.kind,
-        "name": session.name,
-        "caps": list(session.caps),
+        "sid": sid,
+        "sub": identity.sub,
+        "kind": identity.kind,
+        "name": name,
+        "caps": list(caps),
         "gw": gateway_id,
     }
 
 
 class Presence:
-    def __init__(self, config: GatewayConfig, bus: Bus, hub: Hub):
+    def __init__(
+        self,
+        config: GatewayConfig,
+        bus: Bus,
+        hub: Hub,
+        alive: Callable[[str], bool] | None = None,
+    ):
         self.config = config
         self.bus = bus
         self.hub = hub
         self.gateway_id = config.gateway_id
-        self.local: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.alive = alive
+        """Whether a gateway id is this one or a peer heard recently."""
+        self.local: dict[str, dict[str, Member]] = defaultdict(dict)
         """workflow → sid → member, for this gateway's sessions."""
+        self.views: dict[str, dict[str, Member]] = {}
+        """workflow → sid → member as this gateway's presence subscribers know them (for
+        the presence channels with local subscribers)."""
         self._refs: dict[tuple[str, str], int] = defaultdict(int)
+        self._leaving: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        """Members that disconnected and may still resume (see the module docstring)."""
         self._dirty: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self.started_at = 0.0
+        hub.notice_filter = self._admit
+        hub.presence_start = self._view_started
 
     # --- membership of local sessions --------------------------------------------------
-    async def joined(self, session: Session, channel: Channel) -> None:
+    async def joined(self, member: Member, channel: Channel) -> None:
         wf = channel.workflow
         assert wf is not None
-        key = (wf, session.sid)
+        sid = str(member["sid"])
+        key = (wf, sid)
         self._refs[key] += 1
         if self._refs[key] > 1:
             return
-        member = member_of(session, self.gateway_id)
-        self.local[wf][session.sid] = member
+        self.local[wf][sid] = member
         self._mark(wf)
+        pending = self._leaving.pop(key, None)
+        if pending is not None:
+            pending.cancel()  # the session came back: nobody saw it leave
+            return
         await self._notice(wf, {"type": "join", "member": member})
 
-    async def left(self, session: Session, channel: Channel) -> None:
+    async def left(self, sid: str, channel: Channel, final: bool = True) -> None:
+        """``sid`` stopped using ``channel``. ``final`` when it left for good (unsubscribed,
+        closed normally, refused); otherwise its leave waits for the resume grace."""
         wf = channel.workflow
         assert wf is not None
-        key = (wf, session.sid)
+        key = (wf, sid)
         if key not in self._refs:
             return
         self._refs[key] -= 1
         if self._refs[key] > 0:
             return
         del self._refs[key]
-        member = self.local[wf].pop(session.sid, None)
-        if not self.local[wf]:
+        if not final:
+            loop = asyncio.get_running_loop()
+            self._leaving[key] = loop.call_later(
+                self.config.presence_resume_grace_s, self._grace_over, key
+            )
+            return
+        await self._leave(wf, sid)
+
+    def _grace_over(self, key: tuple[str, str]) -> None:
+        if self._leaving.pop(key, None) is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._leave(*key))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _leave(self, wf: str, sid: str) -> None:
+        members = self.local.get(wf)
+        member = members.pop(sid, None) if members is not None else None
+        if members is not None and not members:
             del self.local[wf]
         self._mark(wf)
         if member is not None:
@@ -102,6 +152,40 @@ class Presence:
         self._dirty.add(wf)
         self._wake.set()
 
+    # --- member tables of presence channels -------------------------------------------
+    async def _view_started(self, channel: Channel) -> None:
+        """A presence channel got its first local subscriber: load who is there."""
+        wf = channel.workflow
+        assert wf is not None
+        view = self.views.setdefault(wf, {})
+        for member in await self.members(wf):
+            view.setdefault(str(member.get("sid")), member)
+
+    def _admit(self, channel: Channel, packed: bytes) -> bool:
+        """Whether a notice reaches subscribers; keeps the member table current. A ``join``
+        of a session already listed (it resumed elsewhere) and a ``leave`` from a gateway
+        the session no longer uses are dropped."""
+        wf = channel.workflow
+        if wf is None:
+            return True
+        try:
+            notice = msgpack.unpackb(packed, raw=False)
+            member = notice["member"]
+            sid, gw = str(member["sid"]), member.get("gw")
+            kind = notice["type"]
+        except Exception:
+            return True
+        view = self.views.setdefault(wf, {})
+        known = view.get(sid)
+        if kind == "join":
+            view[sid] = member
+            return known is None
+        if kind == "leave":
+            if known is not None and known.get("gw") != gw:
+                return False
+            view.pop(sid, None)
+        return True
+
     # --- KV records ----------------------------------------------------------------------
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -112,6 +196,9 @@ class Presence:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for handle in self._leaving.values():
+            handle.cancel()
+        self._leaving.clear()
         # Remove our records so members disappear at once on a clean shutdown.
         kv = self.bus.kv_presence
         if kv is not None and self.bus.ready:
@@ -152,75 +239,73 @@ class Presence:
                     log.debug("presence record for %s not written: %s", wf, exc)
                     self._dirty.add(wf)
 
-    async def members(self, wf: str) -> list[dict[str, Any]]:
-        """Every member of ``wf`` across all live gateways (from the KV records)."""
+    async def _records(self, wf: str) -> list[bytes]:
+        """The KV records of ``wf`` from every gateway: a watch on ``{wf}.*`` that ends with
+        the initial values (a key listing with filters is unreliable across client
+        versions)."""
         kv = self.bus.kv_presence
         if kv is None:
-            return list(self.local.get(wf, {}).values())
-        out: dict[str, dict[str, Any]] = {}
+            return []
+        watcher = await kv.watch(f"{wf}.*", ignore_deletes=True)
+        values: list[bytes] = []
         try:
-            keys = await kv.keys(filters=[f"{wf}.*"])
-        except Exception:
-            keys = []
-        for key in keys:
-            with contextlib.suppress(Exception):
-                entry = await kv.get(key)
+            while True:
+                entry = await watcher.updates(timeout=QUERY_TIMEOUT_S)  # type: ignore[no-untyped-call]
+                if entry is None:
+                    break
                 if entry.value:
-                    for member in msgpack.unpackb(entry.value, raw=False):
-                        if isinstance(member, dict) and isinstance(member.get("sid"), str):
-                            if self._known_dead(str(member.get("gw"))):
-                                continue  # its record outlives it by at most the TTL
-                            out[member["sid"]] = member
+                    values.append(entry.value)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        return values
+
+    async def members(self, wf: str) -> list[Member]:
+        """Every member of ``wf`` across all live gateways (from the KV records)."""
+        out: dict[str, Member] = {}
+        try:
+            records = await self._records(wf)
+        except Exception as exc:
+            log.warning("presence records of %s unreadable: %s", wf, exc)
+            records = []
+        for value in records:
+            with contextlib.suppress(Exception):
+                for member in msgpack.unpackb(value, raw=False):
+                    if isinstance(member, dict) and isinstance(member.get("sid"), str):
+                        if self._known_dead(str(member.get("gw"))):
+                            continue  # its record outlives it by at most the TTL
+                        out[member["sid"]] = member
         for sid, member in self.local.get(wf, {}).items():
             out[sid] = member
         return sorted(out.values(), key=lambda m: str(m.get("sid")))
 
-    async def query(self, session: Session, frame: f.PresenceQuery) -> None:
-        try:
-            channel = parse_channel(frame.ch)
-        except ChannelError as exc:
-            session.error(ErrorCode.INVALID_CHANNEL, str(exc), frame.id)
-            return
-        if channel.kind is not ChannelKind.PRESENCE:
-            session.error(
-                ErrorCode.NOT_ALLOWED, "presence is queried on wf:{id}:presence", frame.id
-            )
-            return
-        assert session.identity is not None
-        if not session.identity.grants.allows(channel, Right.SUBSCRIBE):
-            session.error(ErrorCode.FORBIDDEN, f"no subscribe right on {channel}", frame.id)
-            return
-        assert channel.workflow is not None
-        members = await self.members(channel.workflow)
-        session.send(f.Ack(id=frame.id, members=tuple(members)))
-
     # --- dead gateways -----------------------------------------------------------------
-    alive: Callable[[str], bool] | None = None
-    """Set by the gateway: whether a gateway id is this one or a peer heard recently."""
-    started_at: float = 0.0
-
     def _known_dead(self, gateway_id: str) -> bool:
         listening = time.monotonic() - self.started_at >= self.config.presence_ttl_s
         return listening and self.alive is not None and not self.alive(gateway_id)
 
+    def _announce_left(self, wf: str, member: Member) -> None:
+        fan = self.hub.fanouts.get(workflow_channel(wf, ChannelKind.PRESENCE))
+        if fan is not None:
+            fan.inject(pack_data({"type": "leave", "member": member, "reason": "timeout"}))
+
     def sweep(self) -> None:
         """Members of gateways not heard from (they died before this gateway met them)
-        leave once this gateway has listened to heartbeats for a whole TTL."""
+        leave once this gateway has listened to heartbeats for a whole TTL; tables of
+        presence channels without local subscribers are dropped."""
+        for wf in list(self.views):
+            if workflow_channel(wf, ChannelKind.PRESENCE) not in self.hub.fanouts:
+                del self.views[wf]
         if self.alive is None or time.monotonic() - self.started_at < self.config.presence_ttl_s:
             return
         alive = self.alive
-        for fan in list(self.hub.fanouts.values()):
-            if fan.kind is not ChannelKind.PRESENCE:
-                continue
-            for member in list(fan.members.values()):
-                gw = str(member.get("gw"))
-                if not alive(gw):
-                    fan.inject(pack_data({"type": "leave", "member": member, "reason": "timeout"}))
+        for wf, view in list(self.views.items()):
+            for member in list(view.values()):
+                if not alive(str(member.get("gw"))):
+                    self._announce_left(wf, member)
 
-    def gateway_lost(self, gateway_id: str, fanouts: list[Fanout]) -> None:
+    def gateway_lost(self, gateway_id: str) -> None:
         """Tell local presence subscribers that a dead gateway's members left."""
-        for fan in fanouts:
-            if fan.kind is not ChannelKind.PRESENCE:
-                continue
-            for member in fan.presence_members_of(gateway_id):
-                fan.inject(pack_data({"type": "leave", "member": member, "reason": "timeout"}))
+        for wf, view in list(self.views.items()):
+            for member in [m for m in view.values() if m.get("gw") == gateway_id]:
+                self._announce_left(wf, member)

@@ -12,7 +12,6 @@ import asyncio
 import hmac
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -21,18 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from frys.gateway.auth import AuthError, Identity
 from frys.gateway.node import Gateway
+from frys.gateway.publisher import Message, PublishError
 from frys.gateway.session import Session
-from frys.shared.protocol import headers as hdr
-from frys.shared.protocol.channels import ChannelKind, parse_channel
-from frys.shared.protocol.codec import (
-    CODECS,
-    DEFAULT_CODEC,
-    WireCodec,
-    json_object_hook,
-    pack_data,
-)
-from frys.shared.protocol.errors import ChannelError
+from frys.shared.protocol.channels import parse_channel
+from frys.shared.protocol.codec import CODECS, DEFAULT_CODEC, WireCodec, pack_data
+from frys.shared.protocol.errors import ChannelError, ErrorCode
 from frys.shared.protocol.frames import TraceContext
+from frys.shared.protocol.publish import NO_PUBLISH
 
 log = logging.getLogger("frys.gateway.server")
 
@@ -93,7 +87,10 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         timeout=2.0,
     )
     await ws.prepare(request)
-    session = Session(gw, ws, request, codec, header_identity)
+    transport = request.transport
+    if transport is None:  # the client went away during the upgrade
+        return ws
+    session = Session(gw.services, ws, transport, codec, header_identity)
     gw.on_open(session)
     await session.run()
     return ws
@@ -121,7 +118,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def api_publish(request: web.Request) -> web.Response:
-    """Backend publish: ``{"channel": ..., "data": ..., "mid"?: ...}`` with the API key."""
+    """Backend publish: ``{"channel": ..., "data": ..., "mid"?: ...}`` with the API key.
+
+    The body is plain JSON: ``data`` is published as it reads, ``{"$bytes": ...}``
+    included (docs/protocol.md §10.5). Subject, storage, size check, headers, span and
+    counters are the publisher's, as for a WebSocket ``publish``.
+    """
     gw = request.app[GATEWAY_KEY]
     key = _bearer(request) or request.headers.get("X-Api-Key", "")
     if not key or not gw.config.api_key or not hmac.compare_digest(key, gw.config.api_key):
@@ -131,7 +133,9 @@ async def api_publish(request: web.Request) -> web.Response:
             max_size=gw.config.max_frame_bytes, actual_size=request.content_length
         )
     try:
-        body = json.loads(await request.read(), object_hook=json_object_hook)
+        body = json.loads(await request.read())
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
         channel = parse_channel(body["channel"])
         data = body["data"]
         mid = body.get("mid")
@@ -141,43 +145,26 @@ async def api_publish(request: web.Request) -> web.Response:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise web.HTTPBadRequest(text=f"body must be JSON {{channel, data, mid?}}: {exc}") from None
-    if channel.kind in (ChannelKind.CONTROL, ChannelKind.PRESENCE):
+    if channel.kind in NO_PUBLISH:
         raise web.HTTPBadRequest(text=f"{channel.kind.value} channels take no publish")
-    subject = gw.subjects.channel(channel)
-    headers = {hdr.FROM: "api", hdr.TS: str(time.time_ns())}
-    if mid:
-        headers[hdr.MSG_ID] = mid
     payload = pack_data(data)
-    tel = gw.telemetry
-    span = (
-        tel.publish_span(
-            f"publish {channel.kind.value}",
-            _trace_context(request),
-            headers,
-            {
-                "frys.channel": channel.name,
-                "frys.source": "api",
-                "messaging.system": "nats",
-                "messaging.destination.name": subject,
-            },
-        )
-        if tel.tracing
-        else None
+    message = Message(
+        channel, payload, "api", mid=mid or None, tc=_trace_context(request), source="api"
     )
     try:
-        if channel.kind in (ChannelKind.EVENTS, ChannelKind.STATE):
-            try:
-                ack = await (await gw.bus.publish_stored(subject, payload, headers))
-            except Exception as exc:
-                raise web.HTTPServiceUnavailable(text=f"not stored: {type(exc).__name__}") from None
-            return web.json_response({"ok": True, "seq": ack.seq, "dup": bool(ack.duplicate)})
-        if not gw.bus.ready:
-            raise web.HTTPServiceUnavailable(text="broker unavailable")
-        await gw.bus.publish(subject, payload, headers)
-        return web.json_response({"ok": True})
-    finally:
-        if span is not None:
-            span.end()
+        done = await gw.publisher.publish(message)
+        result = await done
+    except PublishError as exc:
+        if exc.code is ErrorCode.TOO_LARGE:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=gw.bus.max_payload, actual_size=len(payload), text=exc.reason
+            ) from None
+        if exc.code is ErrorCode.TIMEOUT:
+            raise web.HTTPGatewayTimeout(text=exc.reason) from None
+        raise web.HTTPServiceUnavailable(text=exc.reason) from None
+    if result.seq is not None:
+        return web.json_response({"ok": True, "seq": result.seq, "dup": result.duplicate})
+    return web.json_response({"ok": True})
 
 
 def _trace_context(request: web.Request) -> TraceContext | None:

@@ -15,29 +15,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind
 from prometheus_client import generate_latest
 
+from frys.gateway.metrics import Metrics
 from frys.shared import telemetry as otel
 from frys.shared.protocol.frames import TraceContext
-
-if TYPE_CHECKING:
-    from frys.gateway.node import Gateway
 
 TS_SAMPLE_EVERY = 64
 
 
 class GatewayTelemetry:
-    def __init__(self, gateway: Gateway, tel: otel.Telemetry):
-        self.gw = gateway
+    """The gateway's instruments. What it observes is passed in as callables (read at
+    collection time), so telemetry depends on no other part of the gateway."""
+
+    def __init__(
+        self,
+        gateway_id: str,
+        metrics: Metrics,
+        tel: otel.Telemetry,
+        ready: Callable[[], bool],
+        nats_reconnects: Callable[[], int],
+        tensor_totals: Callable[[], Mapping[str, int]],
+    ):
+        self.metrics = metrics
         self.tel = tel
         self.tracing = tel.tracing
         self.tracer = tel.tracer("frys.gateway")
-        self._labels = {"gateway": gateway.config.gateway_id}
+        self._ready = ready
+        self._reconnects = nats_reconnects
+        self._tensor_totals = tensor_totals
+        self._labels = {"gateway": gateway_id}
         assert tel.meter_provider is not None
         meter = tel.meter_provider.get_meter("frys.gateway")
         self.latency = meter.create_histogram(
@@ -49,7 +61,7 @@ class GatewayTelemetry:
 
     # --- metrics -------------------------------------------------------------------------
     def _observe(self, meter: Any) -> None:
-        m = self.gw.metrics
+        m = self.metrics
 
         def gauge(name: str, description: str, read: Callable[[], float]) -> None:
             meter.create_observable_gauge(
@@ -72,7 +84,7 @@ class GatewayTelemetry:
 
             meter.create_observable_counter(name, callbacks=[callback], description=description)
 
-        gauge("frys.ready", "1 when connected to NATS and not draining", lambda: int(self.gw.ready))
+        gauge("frys.ready", "1 when connected to NATS and not draining", lambda: int(self._ready()))
         gauge("frys.connections", "Open WebSocket sessions", lambda: m.connections)
         gauge("frys.subscriptions", "Client subscriptions", lambda: m.subscriptions)
         gauge(
@@ -89,11 +101,12 @@ class GatewayTelemetry:
         counter("frys.received", "Bytes received from clients", lambda: m.bytes_in, "By")
         counter("frys.sent", "Delivery bytes written", lambda: m.bytes_out, "By")
         counter("frys.requests", "Control requests", lambda: m.requests)
+        counter("frys.publishes.total", "Publishes of every kind", lambda: m.publishes)
         counter("frys.gaps.recovered", "Gaps refetched from streams", lambda: m.gaps_recovered)
         counter("frys.conflated", "State values conflated", lambda: m.conflated)
         counter("frys.slow.disconnects", "Slow readers closed", lambda: m.slow_disconnects)
         counter("frys.migrations", "Sessions told to migrate", lambda: m.migrations)
-        counter("frys.nats.reconnects", "NATS reconnects", lambda: self.gw.bus.reconnects)
+        counter("frys.nats.reconnects", "NATS reconnects", lambda: self._reconnects())
         by_label("frys.publishes", "Publishes per stream kind", "kind", lambda: m.publishes_by_kind)
         by_label(
             "frys.tensor",
@@ -104,29 +117,6 @@ class GatewayTelemetry:
         )
         by_label("frys.errors", "Error frames by code", "code", lambda: m.errors)
         by_label("frys.closes", "Closes by code", "code", lambda: m.closes)
-
-    def _tensor_totals(self) -> dict[str, int]:
-        """Sums over every tensor stream this gateway relays (per stream: the ``stats`` op)."""
-        totals: dict[str, int] = {}
-        for fan in list(self.gw.hub.fanouts.values()):
-            relay = fan._relay
-            if relay is None:
-                continue
-            for stream in relay.streams.values():
-                st = stream.stats
-                for key in (
-                    "frames",
-                    "keyframes",
-                    "chunks",
-                    "bytes_wire",
-                    "bytes_raw",
-                    "conflated",
-                    "keyframes_served",
-                    "keyframe_requests",
-                    "errors",
-                ):
-                    totals[key] = totals.get(key, 0) + int(getattr(st, key))
-        return totals
 
     def _one(self, read: Callable[[], float]) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(_: CallbackOptions) -> Iterable[Observation]:

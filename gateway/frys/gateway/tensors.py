@@ -17,8 +17,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from frys.shared.tensor import (
     ChunkAssembler,
@@ -31,12 +32,41 @@ from frys.shared.tensor import (
     split_frame,
 )
 
-if TYPE_CHECKING:
-    from frys.gateway.hub import Fanout, Subscriber
+
+class Subscriber(Protocol):
+    """What the relay needs of a subscriber (a session's writer)."""
+
+    def tensor_ready(self) -> bool: ...
+
+    def tensor_conflated(self, source: Any) -> None: ...
+
+
+class RelayHost(Protocol):
+    """The channel fan-out a relay belongs to."""
+
+    @property
+    def subscribers(self) -> Container[Any]: ...
+
+    def send_tensor(self, sub: Any, frames: list[bytes]) -> None: ...
+
+    def request_keyframe(self, stream_id: int | None) -> None: ...
+
 
 log = logging.getLogger("frys.gateway.tensors")
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.2
+TOTAL_FIGURES = (
+    "frames",
+    "keyframes",
+    "chunks",
+    "bytes_wire",
+    "bytes_raw",
+    "conflated",
+    "keyframes_served",
+    "keyframe_requests",
+    "errors",
+)
+"""Stream figures summed per gateway on ``/metrics``."""
 APPLY_IN_THREAD_BYTES = 1 << 20
 """Frames larger than this are applied to the replica in a worker thread."""
 
@@ -124,7 +154,7 @@ class StreamRelay:
 class TensorRelay:
     """The tensor streams of one channel."""
 
-    def __init__(self, fanout: Fanout):
+    def __init__(self, fanout: RelayHost):
         self.fanout = fanout
         self.streams: dict[int, StreamRelay] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -137,7 +167,7 @@ class TensorRelay:
 
     # --- frames from NATS ----------------------------------------------------------------
     def route(
-        self, packed: bytes, live: list[Subscriber], published_ns: int | None = None
+        self, packed: bytes, live: Sequence[Subscriber], published_ns: int | None = None
     ) -> set[Subscriber]:
         """Decide who receives this frame (or chunk), and apply it to the replica."""
         data = unwrap_bin(packed)
@@ -185,7 +215,7 @@ class TensorRelay:
         return ready
 
     def _targets(
-        self, relay: StreamRelay, frame_head: memoryview, live: list[Subscriber]
+        self, relay: StreamRelay, frame_head: memoryview, live: Sequence[Subscriber]
     ) -> set[Subscriber]:
         try:
             header = read_header(frame_head)
@@ -337,7 +367,16 @@ class TensorRelay:
             return
         relay.last_request = now
         relay.stats.keyframe_requests += 1
-        self.fanout.hub.request_keyframe(self.fanout.channel, relay.stream_id)
+        self.fanout.request_keyframe(relay.stream_id)
+
+    def totals(self) -> dict[str, int]:
+        """This channel's figures summed over its streams (for ``/metrics``)."""
+        out: dict[str, int] = {}
+        for relay in self.streams.values():
+            st = relay.stats
+            for key in TOTAL_FIGURES:
+                out[key] = out.get(key, 0) + int(getattr(st, key))
+        return out
 
     def stats(self) -> dict[str, Any]:
         return {str(sid): relay.stats.as_dict() for sid, relay in sorted(self.streams.items())}
@@ -347,3 +386,31 @@ def _join_and_apply(replica: TensorReplica, pieces: list[bytes]) -> KeyframeHead
     """Worker-thread side of a large frame: join its pieces and apply it (both release
     the interpreter for most of their time: copies, zstd, numpy)."""
     return replica.apply(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
+
+class TensorPublishers:
+    """The local sessions publishing each (channel, tensor stream): when a relay anywhere
+    asks for a keyframe (over NATS), they are the ones told. At most one entry per stream a
+    session published on, removed when the session ends."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[Any, int], set[Any]] = {}
+
+    def add(self, channel: Any, stream: int, publisher: Any) -> None:
+        self._by_key.setdefault((channel, stream), set()).add(publisher)
+
+    def remove(self, channel: Any, stream: int, publisher: Any) -> None:
+        publishers = self._by_key.get((channel, stream))
+        if publishers is not None:
+            publishers.discard(publisher)
+            if not publishers:
+                del self._by_key[(channel, stream)]
+
+    def asked(self, channel: Any, wanted: int | None) -> list[tuple[Any, int]]:
+        """(publisher, stream) pairs a keyframe request for ``channel`` concerns."""
+        return [
+            (publisher, stream)
+            for (ch, stream), publishers in list(self._by_key.items())
+            if ch == channel and (wanted is None or wanted == stream)
+            for publisher in list(publishers)
+        ]

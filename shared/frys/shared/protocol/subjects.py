@@ -114,6 +114,14 @@ class Subjects:
             raise ChannelError(f"{subject!r} is not a keyframe request subject")
         return self.to_channel(f"{self.prefix}.{subject[len(head) :]}")
 
+    @staticmethod
+    def direct_get(stream: str) -> str:
+        """JetStream's direct get API of ``stream`` (batched reads without a consumer).
+
+        A NATS server API, not under the prefix: the prefix is in the stream's name.
+        """
+        return f"$JS.API.DIRECT.GET.{stream}"
+
     @property
     def events_stream(self) -> str:
         """JetStream stream holding every workflow's events."""
@@ -138,3 +146,14 @@ class Subjects:
     def presence_bucket(self) -> str:
         """KV bucket holding presence entries (per-key TTL)."""
         return f"{self.prefix.replace('.', '_')}_presence"
+
+    # --- JetStream advisories --------------------------------------------------------
+    @staticmethod
+    def stream_deleted_advisory(stream: str) -> str:
+        """JetStream announces a deleted stream here (``stream`` empty: the prefix)."""
+        return f"$JS.EVENT.ADVISORY.STREAM.DELETED.{stream}"
+
+    @staticmethod
+    def stream_created_advisory(stream: str) -> str:
+        """JetStream announces a created stream here."""
+        return f"$JS.EVENT.ADVISORY.STREAM.CREATED.{stream}"

@@ -1,0 +1,145 @@
+"""History and positions of the stored channels: the catch-up behind ``subscribe`` with
+``since``, and the stored head a new fan-out starts from.
+
+The hand-over from history to live delivery is where a resumed subscription could lose
+messages, so its rule is stated here once. A subscriber joins its channel's fan-out *before*
+history is read and from then on the fan-out buffers every live message for it; the
+fan-out's last delivered sequence at that moment is the **floor**: every message above it
+reaches the subscriber live. History must therefore cover ``(since, floor]`` completely.
+Batched direct gets are fast but, on a replicated stream, may be served by a replica that
+lags the leader; when their answer ends below the floor, the remainder is read from the
+stream leader (``STREAM.MSG.GET``), which holds every acknowledged message. Only if even the
+leader cannot bridge to the floor (the messages expired meanwhile) is the answer
+``recovered: false``: never a silent hole.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nats.js.errors
+from nats.aio.msg import Msg
+
+from frys.gateway.bus import Bus, StoredMsg
+from frys.shared.protocol import frames as f
+from frys.shared.protocol.channels import Channel, ChannelKind
+from frys.shared.protocol.subjects import Subjects
+
+log = logging.getLogger("frys.gateway.broker")
+
+MAX_BRIDGE = 10_000
+"""Messages read one by one from the leader to bridge a lagging replica's answer; a
+larger hole is answered ``recovered: false`` rather than held in memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    recovered: bool
+    epoch: str
+    replay: list[StoredMsg]
+    after: int
+    """The last sequence covered: the fan-out hands over from here."""
+
+
+class History:
+    def __init__(self, bus: Bus, subjects: Subjects):
+        self._bus = bus
+        self._subjects = subjects
+
+    def stream_of(self, kind: ChannelKind) -> str:
+        s = self._subjects
+        return s.events_stream if kind is ChannelKind.EVENTS else s.state_stream
+
+    def epoch(self, kind: ChannelKind) -> str:
+        return self._bus.epochs.get(kind, "")
+
+    async def catch_up(self, channel: Channel, since: f.Position, floor: int) -> CatchUp:
+        """Everything stored on ``channel`` after ``since`` up to at least ``floor``."""
+        bus = self._bus
+        stream = self.stream_of(channel.kind)
+        subject = self._subjects.channel(channel)
+        first, _last, epoch = await bus.stream_bounds(stream)
+        bus.epochs[channel.kind] = epoch
+        if since.epoch != epoch or since.seq + 1 < first:
+            return CatchUp(False, epoch, [], floor)
+        replay = await bus.stored_after(stream, subject, since.seq)
+        reached = replay[-1].seq if replay else since.seq
+        if reached < floor:
+            bridged = await self._from_leader(stream, subject, reached, floor)
+            if bridged is None:
+                log.warning("history of %s could not reach %d from %d", channel, floor, reached)
+                return CatchUp(False, epoch, [], floor)
+            replay += bridged
+            if replay:
+                reached = replay[-1].seq
+        after = max(reached, since.seq)
+        return CatchUp(True, epoch, replay, after)
+
+    async def _from_leader(
+        self, stream: str, subject: str, after: int, floor: int
+    ) -> list[StoredMsg] | None:
+        """Messages of ``subject`` in ``(after, floor]`` read from the stream leader; None
+        when the leader lacks one of them (expired) or the hole is too large."""
+        out: list[StoredMsg] = []
+        js = self._bus.js
+        seq = after
+        while seq < floor:
+            if len(out) >= MAX_BRIDGE:
+                return None
+            try:
+                raw = await js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                return None
+            got = int(raw.seq or 0)
+            if got <= seq:
+                return None
+            if got > floor:
+                break
+            out.append(StoredMsg(seq=got, data=raw.data or b"", headers=raw.headers or {}))
+            seq = got
+        if seq < floor:
+            # The floor itself is a message the fan-out delivered: it must be found.
+            return None
+        return out
+
+    async def head(self, kind: ChannelKind, channel: Channel) -> StoredMsg | None:
+        """The newest stored message of ``channel`` (a new fan-out starts after it)."""
+        return await self._bus.last_stored(self.stream_of(kind), self._subjects.channel(channel))
+
+    async def after(self, kind: ChannelKind, channel: Channel, seq: int) -> list[StoredMsg]:
+        """Stored messages of ``channel`` after ``seq`` (gap recovery)."""
+        return await self._bus.stored_after(
+            self.stream_of(kind), self._subjects.channel(channel), seq
+        )
+
+    async def current_epoch(self, kind: ChannelKind) -> str:
+        _first, _last, epoch = await self._bus.stream_bounds(self.stream_of(kind))
+        return epoch
+
+    async def watch(self, on_epoch: Callable[[ChannelKind, str], None]) -> None:
+        """Follow the streams' lifecycle: a deleted stream is recreated at once (a new
+        epoch), and every new epoch is reported, so subscribers are told to subscribe
+        again instead of waiting on a stream that is gone."""
+        kinds = {
+            self._subjects.events_stream: ChannelKind.EVENTS,
+            self._subjects.state_stream: ChannelKind.STATE,
+        }
+
+        async def changed(msg: Msg) -> None:
+            stream = msg.subject.rsplit(".", 1)[-1]
+            kind = kinds.get(stream)
+            if kind is None:
+                return
+            try:
+                if msg.subject.startswith(self._subjects.stream_deleted_advisory("")):
+                    log.warning("stream %s was deleted; creating it again", stream)
+                    await self._bus.ensure_resources()  # type: ignore[attr-defined]
+                on_epoch(kind, await self.current_epoch(kind))
+            except Exception as exc:
+                log.warning("stream %s changed and could not be checked: %s", stream, exc)
+
+        for stream in kinds:
+            await self._bus.subscribe(self._subjects.stream_deleted_advisory(stream), changed)
+            await self._bus.subscribe(self._subjects.stream_created_advisory(stream), changed)

@@ -1,0 +1,318 @@
+"""Everything a gateway sends one client goes through its :class:`ClientWriter`.
+
+One object owns the outbound bytes of a connection, so one place enforces the rules of
+``docs/protocol.md`` §5.5 and RFC 6455 §5.5.1:
+
+- **nothing after Close**: once :meth:`ClientWriter.close` has been called (the close frame
+  is being sent), every later write is refused, whatever path it comes from (replies,
+  deliveries, paced tensor chunks, conflated state values);
+- **bounded**: at most ``queue_bytes`` of unsent data (the transport's buffer); beyond it the
+  session is *backlogged*: deliveries on state channels are conflated to the newest value,
+  tensor frames are skipped and resynchronised with a keyframe later, and any other
+  delivery cuts the session (4000) so that the client resumes from its position;
+- **batched**: deliveries of one event-loop tick are gathered and written with one
+  ``transport.write`` at the end of the tick, whatever the number of channels;
+- **paced**: large tensor frames wait in a queue of their own, at most
+  :data:`BULK_WATERMARK` bytes ahead of later traffic in the socket.
+
+The writer never waits on aiohttp internals: a backlogged writer polls the transport's
+public buffer size with a short, growing sleep (only backlogged writers do this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from frys.gateway.metrics import Metrics
+from frys.gateway.wsframe import binary_frame, text_frame
+from frys.shared.protocol import frames as f
+from frys.shared.protocol.channels import ChannelKind
+from frys.shared.protocol.codec import WireCodec
+
+log = logging.getLogger("frys.gateway.writer")
+
+BULK_WATERMARK = 256 * 1024
+"""Bytes of large frames allowed to wait in a socket buffer ahead of later traffic."""
+
+_POLL_FIRST_S = 0.001
+_POLL_MAX_S = 0.02
+
+
+class Source(Protocol):
+    """What the writer needs of a channel's fan-out to conflate and resynchronise."""
+
+    @property
+    def kind(self) -> ChannelKind: ...
+
+    def snapshot_frame(self, binary: bool) -> bytes | None: ...
+
+    def has_subscriber(self, sub: object) -> bool: ...
+
+    def tensor_stale_for(self, sub: object) -> bool: ...
+
+    def tensor_resync(self, sub: object) -> bool: ...
+
+
+class WriterState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+    """A close frame was sent (or the transport is gone): nothing more is written."""
+
+
+class ClientWriter:
+    """The outbound side of one connection (see the module docstring).
+
+    Slotted and lazy: an idle connection holds only this object and its transport."""
+
+    __slots__ = (
+        "_bulk",
+        "_bulk_bytes",
+        "_drain_task",
+        "_metrics",
+        "_out",
+        "_pump_task",
+        "_schedule",
+        "backlogged",
+        "binary",
+        "codec",
+        "on_slow",
+        "queue_bytes",
+        "stale",
+        "state",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        codec: WireCodec,
+        metrics: Metrics,
+        schedule_flush: Callable[[ClientWriter], None],
+        queue_bytes: int,
+        on_slow: Callable[[], None],
+    ):
+        self.transport = transport
+        self.codec = codec
+        self.binary = codec.binary
+        self._metrics = metrics
+        self._schedule = schedule_flush
+        self.queue_bytes = queue_bytes
+        self.on_slow = on_slow
+        """Called once when a delivery cannot be taken and cannot be conflated."""
+        self.state = WriterState.OPEN
+        self.backlogged = False
+        self.stale: set[Source] | None = None
+        self._out: list[bytes] | None = None
+        self._bulk: deque[bytes] | None = None
+        self._bulk_bytes = 0
+        self._pump_task: asyncio.Task[None] | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+        with contextlib.suppress(Exception):
+            transport.set_write_buffer_limits(high=queue_bytes)
+
+    # --- state ---------------------------------------------------------------------------
+    @property
+    def open(self) -> bool:
+        return self.state is WriterState.OPEN and not self.transport.is_closing()
+
+    def close(self) -> bool:
+        """The close frame goes next: refuse everything from now on. True the first time."""
+        if self.state is WriterState.CLOSED:
+            return False
+        self.state = WriterState.CLOSED
+        self._out = None
+        self._bulk = None
+        self._bulk_bytes = 0
+        self.stale = None
+        return True
+
+    def release(self) -> None:
+        """The connection is gone: stop the writer's tasks."""
+        self.close()
+        for task in (self._pump_task, self._drain_task):
+            if task is not None and not task.done():
+                task.cancel()
+        self._pump_task = self._drain_task = None
+
+    def abort(self) -> None:
+        """Drop the connection without a close handshake (a reader that reads nothing)."""
+        self.close()
+        if not self.transport.is_closing():
+            self.transport.abort()
+
+    # --- replies -------------------------------------------------------------------------
+    def send(self, frame: f.Frame) -> None:
+        """Encode and write one frame now (replies, acks, errors)."""
+        if self.state is not WriterState.OPEN:
+            return
+        payload = self.codec.encode(frame)
+        if isinstance(payload, str):
+            self.write(text_frame(payload))
+        else:
+            self.write(binary_frame(payload))
+
+    def write(self, data: bytes) -> None:
+        """Write framed bytes now (replies, snapshots, history)."""
+        if self.state is not WriterState.OPEN or self.transport.is_closing():
+            return
+        self.transport.write(data)
+        if not self.backlogged and self.transport.get_write_buffer_size() > self.queue_bytes:
+            self._on_backlog()
+
+    # --- deliveries (the hub's hot path) -------------------------------------------------
+    def deliver(self, blob: bytes, source: Source) -> None:
+        """The same framed bytes go to every subscriber of ``source``: gather them for the
+        end of this tick (:meth:`flush_out`)."""
+        if self.state is not WriterState.OPEN:
+            return
+        if self.backlogged:
+            if source.kind is ChannelKind.STATE:
+                self._mark_stale(source)
+                self._metrics.conflated += 1
+            else:
+                self.on_slow()
+            return
+        out = self._out
+        if out is None:
+            self._out = [blob]
+            self._schedule(self)
+        else:
+            out.append(blob)
+
+    def flush_out(self) -> None:
+        out, self._out = self._out, None
+        if not out or self.state is not WriterState.OPEN:
+            return
+        transport = self.transport
+        if transport.is_closing():
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        transport.write(data)
+        metrics = self._metrics
+        metrics.writes += 1
+        metrics.bytes_out += len(data)
+        if transport.get_write_buffer_size() > self.queue_bytes:
+            self._on_backlog()
+
+    def _mark_stale(self, source: Source) -> None:
+        if self.stale is None:
+            self.stale = set()
+        self.stale.add(source)
+
+    def forget(self, source: Source) -> None:
+        """``source`` was unsubscribed: no conflated value of it is owed any more."""
+        if self.stale is not None:
+            self.stale.discard(source)
+
+    # --- tensors -------------------------------------------------------------------------
+    def tensor_ready(self) -> bool:
+        """Whether a new tensor frame can be queued (the relay asks at each frame's start;
+        the chunks of a frame once started are all sent)."""
+        return (
+            self.state is WriterState.OPEN
+            and not self.backlogged
+            and self._bulk_bytes <= self.queue_bytes
+        )
+
+    def tensor_conflated(self, source: Source) -> None:
+        """A tensor frame was skipped: resynchronise with a keyframe once caught up."""
+        if self.state is not WriterState.OPEN:
+            return
+        self._mark_stale(source)
+        self._metrics.conflated += 1
+        if not self.backlogged:
+            self._on_backlog()
+
+    def deliver_tensor(self, frame: bytes, source: Source) -> None:
+        """A tensor frame or chunk for this subscriber alone, paced behind
+        :data:`BULK_WATERMARK` so a 64 MB tensor does not hold up a small event."""
+        if self.state is not WriterState.OPEN:
+            return
+        metrics = self._metrics
+        metrics.writes += 1
+        metrics.bytes_out += len(frame)
+        if not self._bulk and self.transport.get_write_buffer_size() <= BULK_WATERMARK:
+            self.write(frame)
+            return
+        if self._bulk is None:
+            self._bulk = deque()
+        self._bulk.append(frame)
+        self._bulk_bytes += len(frame)
+        if self._pump_task is None or self._pump_task.done():
+            self._pump_task = asyncio.get_running_loop().create_task(self._pump_bulk())
+            self._pump_task.add_done_callback(_log_failure)
+
+    async def _pump_bulk(self) -> None:
+        transport = self.transport
+        with contextlib.suppress(Exception):
+            transport.set_write_buffer_limits(high=BULK_WATERMARK, low=BULK_WATERMARK // 4)
+            # The kernel's own send buffer (autotuned up to megabytes) would otherwise sit
+            # ahead of every later small message too.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BULK_WATERMARK)
+        try:
+            while self._bulk and self.state is WriterState.OPEN:
+                if not await self._wait_below(BULK_WATERMARK):
+                    return
+                bulk = self._bulk
+                if not bulk:
+                    return
+                frame = bulk.popleft()
+                self._bulk_bytes -= len(frame)
+                self.write(frame)
+        finally:
+            with contextlib.suppress(Exception):
+                transport.set_write_buffer_limits(high=self.queue_bytes)
+
+    async def _wait_below(self, size: int) -> bool:
+        """Wait until the transport holds at most ``size`` unsent bytes; False if the
+        writer closed meanwhile."""
+        delay = _POLL_FIRST_S
+        while self.transport.get_write_buffer_size() > size:
+            if self.state is not WriterState.OPEN or self.transport.is_closing():
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+        return self.state is WriterState.OPEN and not self.transport.is_closing()
+
+    # --- backlog -------------------------------------------------------------------------
+    def _on_backlog(self) -> None:
+        self.backlogged = True
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.get_running_loop().create_task(self._wait_drained())
+            self._drain_task.add_done_callback(_log_failure)
+
+    async def _wait_drained(self) -> None:
+        """Wait until the socket takes data again, then send each conflated state value
+        and a keyframe of each tensor stream skipped meanwhile."""
+        while True:
+            if not await self._wait_below(self.queue_bytes // 4):
+                return
+            if not self._bulk:
+                break
+            await asyncio.sleep(_POLL_MAX_S)
+        self.backlogged = False
+        stale, self.stale = self.stale or set(), None
+        for source in stale:
+            if self.state is not WriterState.OPEN:
+                return
+            if not source.has_subscriber(self):
+                continue
+            frame = source.snapshot_frame(self.binary)
+            if frame is not None:
+                self.write(frame)
+            if source.tensor_stale_for(self):
+                source.tensor_resync(self)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("writer task failed", exc_info=task.exception())
