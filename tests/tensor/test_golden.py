@@ -1,5 +1,9 @@
 """Golden vectors: the bytes of ``docs/tensor-frames.md``, decoded and (where the format fixes
-every byte) re-encoded exactly. ``golden_frames.json`` holds the same vectors as the doc."""
+every byte) re-encoded exactly. ``golden_frames.json`` holds the same vectors as the doc.
+
+A step with an ``error`` names the error its frames must raise; its ``output`` is then the
+value the decoder must still hold. A step with its own ``epoch`` was written by another
+encoder than the vector's and is checked on its own."""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import frys.shared.tensor
 from frys.shared.tensor import (
     ChunkAssembler,
     ChunkHeader,
     Precision,
     TensorDecoder,
     TensorEncoder,
+    TensorError,
     read_header,
 )
 
@@ -36,6 +42,13 @@ def ids(vector: dict[str, Any]) -> str:
     return str(vector["name"])
 
 
+def error_class(name: str) -> type[TensorError]:
+    cls = getattr(frys.shared.tensor, name)
+    assert isinstance(cls, type)
+    assert issubclass(cls, TensorError)
+    return cls
+
+
 @pytest.mark.parametrize("vector", GOLDEN, ids=ids)
 def test_golden_frames_decode(vector: dict[str, Any]) -> None:
     dec, assembler = TensorDecoder(vector["stream_id"]), ChunkAssembler()
@@ -48,7 +61,12 @@ def test_golden_frames_decode(vector: dict[str, Any]) -> None:
                 if whole is None:
                     continue
                 frame = whole
-            out = dec.feed(frame)
+            if "error" in step:
+                with pytest.raises(error_class(step["error"])):
+                    dec.feed(frame)
+                out = dec.current()
+            else:
+                out = dec.feed(frame)
         expected = array(step["output"])
         assert out is not None
         assert out.dtype == expected.dtype
@@ -58,19 +76,39 @@ def test_golden_frames_decode(vector: dict[str, Any]) -> None:
         rep = dec.representation
         assert rep is not None
         assert rep.precision.name == vector["precision"]
+        assert dec.epoch == vector["epoch"]
 
 
-@pytest.mark.parametrize("vector", [v for v in GOLDEN if v["deterministic"]], ids=ids)
-def test_golden_frames_are_what_the_encoder_writes(vector: dict[str, Any]) -> None:
-    enc = TensorEncoder(
+def encoder(vector: dict[str, Any], epoch: int) -> TensorEncoder:
+    return TensorEncoder(
         vector["stream_id"],
         first_sequence=vector["first_sequence"],
         precision=Precision[vector["precision"]],
         max_abs_error=vector["max_abs_error"],
         chunk_size=vector["chunk_size"],
+        epoch=epoch,
     )
+
+
+@pytest.mark.parametrize("vector", [v for v in GOLDEN if v["deterministic"]], ids=ids)
+def test_golden_frames_are_what_the_encoder_writes(vector: dict[str, Any]) -> None:
+    enc = encoder(vector, vector["epoch"])
     for step in vector["steps"]:
-        assert [f.hex() for f in enc.encode(array(step["input"]))] == step["frames"]
+        if step.get("epoch", vector["epoch"]) == vector["epoch"]:
+            assert [f.hex() for f in enc.encode(array(step["input"]))] == step["frames"]
+
+
+@pytest.mark.parametrize(
+    "vector", [v for v in GOLDEN if any("epoch" in s for s in v["steps"])], ids=ids
+)
+def test_frames_of_another_encoder_are_what_it_writes(vector: dict[str, Any]) -> None:
+    """Such a step is that encoder's delta from the vector's first input to the step's."""
+    first = array(vector["steps"][0]["input"])
+    for step in vector["steps"]:
+        if "epoch" in step:
+            other = encoder(vector, step["epoch"])
+            other.encode(first)
+            assert [f.hex() for f in other.encode(array(step["input"]))] == step["frames"]
 
 
 @pytest.mark.parametrize("vector", GOLDEN, ids=ids)

@@ -21,6 +21,7 @@ from frys.shared.tensor import (
     TensorEncoder,
     read_header,
 )
+from frys.shared.tensor.frame import HEADER_SIZE
 
 DTYPES = [
     "bool",
@@ -127,7 +128,7 @@ def codec_of(frame: bytes) -> Codec:
 def raw_limit(frame: bytes, a: npt.NDArray[Any]) -> int:
     """Size of the frame had its payload been stored raw."""
     header = read_header(frame)
-    head = 20 + (4 * a.ndim if isinstance(header, KeyframeHeader) else 0)
+    head = HEADER_SIZE + (4 * a.ndim if isinstance(header, KeyframeHeader) else 0)
     return head + a.size * a.dtype.itemsize
 
 

@@ -2,8 +2,9 @@
 
 Encoding picks the smallest form it can justify and never returns a payload larger than the
 raw lanes. Decoding checks every size against what the header and the stream state allow
-*before* decompressing (zstd must declare its content size, and is asked for exactly that
-much), and raises :class:`TensorFrameError` / :class:`TensorLimitError` for anything else.
+*before* decompressing (zstd must declare its content size and a window of at most 8 MiB, and
+is asked for exactly that much), and raises :class:`TensorFrameError` /
+:class:`TensorLimitError` for anything else.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from frys.shared.tensor.frame import Codec
 from frys.shared.tensor.shuffle import shuffle, shuffle_into, unshuffle
 
 MAX_WINDOW_SIZE: Final = 1 << 23
-"""zstd window a decoder accepts (levels 1-19 never need more)."""
+"""zstd window a decoder accepts (levels 1-19 never need more).
+
+The decompressor is configured with it, but one-shot decompression ignores that setting
+(zstd applies it to streaming only), so :func:`decompress` also checks the frame header."""
 GAP_ESCAPE: Final = 255
 """In a gap-coded index, a byte of 255 skips 255 unchanged elements without marking one."""
 _U32 = struct.Struct("<I")
@@ -99,17 +103,28 @@ def sparse_payload(
 def decompress(
     dctx: zstandard.ZstdDecompressor, payload: memoryview, low: int, high: int
 ) -> npt.NDArray[np.uint8]:
-    """Decompress a zstd payload whose declared content size must lie in ``[low, high]``."""
+    """Decompress a zstd payload whose declared content size must lie in ``[low, high]``.
+
+    Everything is checked from the zstd frame header first: the declared size (so at most
+    ``high`` bytes are ever allocated, and exactly the declared size is asked for) and the
+    window, which the format caps at :data:`MAX_WINDOW_SIZE` (a single-segment frame's window
+    is its content size).
+    """
     try:
-        size = zstandard.frame_content_size(payload)
+        params = zstandard.get_frame_parameters(payload)
     except zstandard.ZstdError:
         raise TensorFrameError("payload is not a zstd frame") from None
-    if size < 0:
+    size = params.content_size
+    if size == zstandard.CONTENTSIZE_UNKNOWN:
         raise TensorFrameError("zstd payload does not declare its content size")
     if size > high:
         raise TensorLimitError(f"payload would expand to {size} bytes, at most {high} allowed")
     if size < low:
         raise TensorFrameError(f"payload expands to {size} bytes, at least {low} expected")
+    if params.window_size > MAX_WINDOW_SIZE:
+        raise TensorLimitError(
+            f"zstd window of {params.window_size} bytes exceeds {MAX_WINDOW_SIZE} bytes"
+        )
     try:
         out = dctx.decompress(payload, max_output_size=max(size, 1), allow_extra_data=False)
     except zstandard.ZstdError as exc:

@@ -1,8 +1,9 @@
 """Stateful decoder of one tensor stream, and the replica a relay keeps of it.
 
-The decoder holds the wire lanes of the last frame applied and its sequence. Every check
-(limits, CRC, sizes, sequence) runs before the state is touched, so a frame that raises
-leaves the decoder exactly as it was and the stream goes on after a resync.
+The decoder holds the wire lanes of the last frame applied, with the epoch of the encoder that
+wrote them and their sequence; a delta applies only to that exact (epoch, sequence). Every
+check (limits, CRC, sizes, epoch, sequence) runs before the state is touched, so a frame that
+raises leaves the decoder exactly as it was and the stream goes on after a resync.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class _State:
     shape: tuple[int, ...]
     fortran: bool
     lanes: npt.NDArray[Any]
+    epoch: int
     sequence: int
 
 
@@ -78,6 +80,11 @@ class TensorDecoder:
     def sequence(self) -> int | None:
         """Sequence of the state held, ``None`` before the first keyframe."""
         return None if self._state is None else self._state.sequence
+
+    @property
+    def epoch(self) -> int | None:
+        """Epoch of the encoder whose state is held, ``None`` before the first keyframe."""
+        return None if self._state is None else self._state.epoch
 
     @property
     def representation(self) -> Representation | None:
@@ -157,16 +164,10 @@ class TensorDecoder:
         shape = header.shape
         if header.fortran and len(shape) < 2:
             raise TensorFrameError("Fortran order flag on a tensor of fewer than 2 dimensions")
-        limits = self.limits
-        if len(shape) > limits.max_ndim:
-            raise TensorLimitError(f"{len(shape)} dimensions exceed the limit of {limits.max_ndim}")
+        violation = self.limits.shape_violation(shape, element.itemsize)
+        if violation is not None:
+            raise TensorLimitError(violation)
         count = math.prod(shape)
-        if count > limits.max_elements:
-            raise TensorLimitError(f"{count} elements exceed the limit of {limits.max_elements}")
-        if count * element.itemsize > limits.max_bytes:
-            raise TensorLimitError(
-                f"{count * element.itemsize} bytes exceed the limit of {limits.max_bytes}"
-            )
         check_crc(view, header)
         rep = Representation(element, precision, header.exponent)
         lanes = decode_dense(
@@ -176,20 +177,22 @@ class TensorDecoder:
             rep.lane,
             self._dctx,
         )
-        return _State(rep, shape, header.fortran, lanes, header.sequence)
+        return _State(rep, shape, header.fortran, lanes, header.epoch, header.sequence)
 
     def _delta(self, view: memoryview, header: DeltaHeader) -> None:
         check_crc(view, header)
         state = self._state
         if state is None:
-            raise TensorGapError(None, header.base)
+            raise TensorGapError(None, header.base, epoch=header.epoch)
         if header.precision is not state.rep.precision:
             raise TensorFrameError(
                 f"delta precision {header.precision.name} differs from the stream's "
                 f"{state.rep.precision.name}"
             )
-        if header.base != state.sequence:
-            raise TensorGapError(state.sequence, header.base)
+        if header.base != state.sequence or header.epoch != state.epoch:
+            raise TensorGapError(
+                state.sequence, header.base, held_epoch=state.epoch, epoch=header.epoch
+            )
         payload = view[header.payload_offset :]
         lanes = state.lanes
         codec = header.codec
@@ -229,7 +232,8 @@ class TensorReplica(TensorDecoder):
         super().__init__(stream_id, limits=limits)
         self._cctx = compressor(level)
         self._latest: bytes | None = None
-        self._latest_sequence: int | None = None
+        self._latest_state: tuple[int, int] | None = None
+        """(epoch, sequence) of the state ``_latest`` carries."""
 
     @property
     def latest_keyframe(self) -> bytes | None:
@@ -238,21 +242,26 @@ class TensorReplica(TensorDecoder):
 
     def reset(self) -> None:
         super().reset()
-        self._latest = self._latest_sequence = None
+        self._latest = self._latest_state = None
 
     def apply(self, frame: Buffer) -> KeyframeHeader | DeltaHeader:
         header = super().apply(frame)
         if isinstance(header, KeyframeHeader):
             self._latest = bytes(frame)
-            self._latest_sequence = header.sequence
+            self._latest_state = (header.epoch, header.sequence)
         return header
 
     def keyframe(self) -> bytes | None:
-        """A keyframe of the current state (``None`` before the first keyframe)."""
+        """A keyframe of the current state (``None`` before the first keyframe).
+
+        It carries the epoch of the publisher whose state is held, so that publisher's next
+        delta applies on top of it and no other encoder's does.
+        """
         state = self._state
         if state is None or self._stream_id is None:
             return None
-        if self._latest is not None and self._latest_sequence == state.sequence:
+        key = (state.epoch, state.sequence)
+        if self._latest is not None and self._latest_state == key:
             return self._latest
         codec, payload = encode_dense(state.lanes, self._cctx)
         frame = pack_keyframe(
@@ -265,6 +274,7 @@ class TensorReplica(TensorDecoder):
             state.rep.exponent,
             state.shape,
             payload,
+            epoch=state.epoch,
         )
-        self._latest, self._latest_sequence = frame, state.sequence
+        self._latest, self._latest_state = frame, key
         return frame

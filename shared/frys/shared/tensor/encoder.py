@@ -4,11 +4,17 @@ The encoder keeps the wire lanes of the last frame it emitted. A keyframe is sen
 use, when asked, and whenever the shape or dtype changes; otherwise the XOR of the new lanes
 with the previous ones travels in whichever delta form is smallest (nothing changed, sparse,
 dense, or raw). Per-stream zstd contexts and scratch buffers are reused across frames.
+
+Each encoder instance draws a random 32-bit *epoch* that every frame it writes carries.
+Sequences restart with a new instance (a restarted publisher) and collide between two
+instances on one stream id; the epoch tells those states apart, so a decoder refuses a delta
+of another instance as a gap instead of applying it to the wrong base.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from typing import Any
 
 import numpy as np
@@ -19,6 +25,7 @@ from frys.shared.tensor.codecs import compressor, encode_dense, sparse_payload
 from frys.shared.tensor.dtypes import element_type
 from frys.shared.tensor.frame import (
     MAX_DIM,
+    MAX_EPOCH,
     MAX_STREAM_ID,
     SEQUENCE_MODULUS,
     Codec,
@@ -64,6 +71,11 @@ class TensorEncoder:
     ``precision`` opts into a lossy representation (see :mod:`frys.shared.tensor.precision`);
     ``max_abs_error`` is the bound for ``Precision.QUANTIZED``. Frames larger than
     ``chunk_size`` are returned as chunk frames.
+
+    ``epoch`` is drawn from the operating system's random source unless given: a seeded
+    ``random`` module would hand two publisher processes the same one. Give it only to
+    reproduce exact bytes (tests, golden vectors); two live encoders of one stream must not
+    share it.
     """
 
     def __init__(
@@ -76,9 +88,14 @@ class TensorEncoder:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         limits: TensorLimits = DEFAULT_LIMITS,
         first_sequence: int = 0,
+        epoch: int | None = None,
     ) -> None:
         if not 0 <= stream_id <= MAX_STREAM_ID:
             raise ValueError("stream_id must fit in 32 bits")
+        if epoch is None:
+            epoch = secrets.randbits(32)
+        elif not 0 <= epoch <= MAX_EPOCH:
+            raise ValueError("epoch must fit in 32 bits")
         if not 0 <= first_sequence < SEQUENCE_MODULUS:
             raise ValueError("first_sequence must fit in 32 bits")
         precision = Precision(precision)
@@ -87,6 +104,7 @@ class TensorEncoder:
         if chunk_size < MIN_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be at least {MIN_CHUNK_SIZE}")
         self.stream_id = stream_id
+        self._epoch = epoch
         self.precision = precision
         self.max_abs_error = max_abs_error
         self.chunk_size = chunk_size
@@ -94,6 +112,11 @@ class TensorEncoder:
         self._cctx = compressor(level)
         self._next = first_sequence
         self._state: _State | None = None
+
+    @property
+    def epoch(self) -> int:
+        """This instance's epoch, carried by every frame it writes (fixed for its lifetime)."""
+        return self._epoch
 
     @property
     def sequence(self) -> int | None:
@@ -105,7 +128,7 @@ class TensorEncoder:
         return None if self._state is None else self._state.rep
 
     def reset(self) -> None:
-        """Forget the previous value: the next frame is a keyframe."""
+        """Forget the previous value: the next frame is a keyframe (same epoch, next sequence)."""
         self._state = None
 
     def encode(self, array: npt.ArrayLike, keyframe: bool = False) -> list[bytes]:
@@ -134,15 +157,15 @@ class TensorEncoder:
         return self._delta(lanes, state)
 
     def _check_limits(self, a: npt.NDArray[Any], itemsize: int) -> None:
+        """The decoder's own check, so nothing is sent that a decoder would refuse."""
         limits = self.limits
-        if a.ndim > limits.max_ndim:
-            raise ValueError(f"{a.ndim} dimensions exceed the limit of {limits.max_ndim}")
-        if any(d > MAX_DIM for d in a.shape):
+        violation = limits.shape_violation(a.shape, itemsize)
+        if violation is not None:
+            raise ValueError(violation)
+        # A dimension over max_elements is refused above; the header's 32-bit bound on
+        # dimensions matters only with larger limits.
+        if limits.max_elements > MAX_DIM and any(d > MAX_DIM for d in a.shape):
             raise ValueError(f"a dimension of {a.shape} does not fit in 32 bits")
-        if a.size > limits.max_elements:
-            raise ValueError(f"{a.size} elements exceed the limit of {limits.max_elements}")
-        if a.size * itemsize > limits.max_bytes:
-            raise ValueError(f"{a.size * itemsize} bytes exceed the limit of {limits.max_bytes}")
 
     def _split(self, frame: bytes) -> list[bytes]:
         """The frames to send, checked before the encoder's state moves on."""
@@ -166,6 +189,7 @@ class TensorEncoder:
                 rep.exponent,
                 shape,
                 payload,
+                epoch=self._epoch,
             )
         )
         self._state = _State(rep, shape, fortran, lanes.copy(), sequence)
@@ -177,7 +201,13 @@ class TensorEncoder:
         codec, payload = self._delta_payload(lanes, state)
         frames = self._split(
             pack_delta(
-                self.stream_id, sequence, state.sequence, codec, state.rep.precision, payload
+                self.stream_id,
+                sequence,
+                state.sequence,
+                codec,
+                state.rep.precision,
+                payload,
+                epoch=self._epoch,
             )
         )
         np.copyto(state.lanes, lanes)

@@ -3,12 +3,17 @@
 ``docs/tensor-frames.md`` is the normative description; this module is its executable form.
 All integers are little-endian. Every frame starts with the same 12 bytes::
 
-    0  u8   magic/version  0xF1: high nibble 0xF marks a tensor frame, low nibble is version 1
+    0  u8   magic/version  0xF2: high nibble 0xF marks a tensor frame, low nibble is version 2
     1  u8   kind           1 keyframe, 2 delta, 3 chunk
     2  u8   codec          payload codec (0 in chunk frames)
     3  u8   flags          bits 0-1 precision, bit 2 Fortran order (keyframes), others 0
     4  u32  stream id
     8  u32  sequence
+
+Keyframes and deltas then carry four kind-specific bytes, the CRC at 16 and the encoder
+epoch at 20. The epoch names the encoder instance that produced the state, so a delta is
+matched to its base by (epoch, sequence) rather than by a sequence alone, which a restarted
+publisher or a second publisher on the same stream would reuse.
 
 Parsing checks structure only; :func:`check_crc` checks integrity. Neither allocates more
 than the header.
@@ -25,23 +30,27 @@ from typing import Final
 from frys.shared.tensor.errors import TensorFrameError
 from frys.shared.tensor.precision import Precision
 
-MAGIC_VERSION: Final = 0xF1
-HEADER_SIZE: Final = 20
+FORMAT_VERSION: Final = 2
+MAGIC_VERSION: Final = 0xF0 | FORMAT_VERSION
+HEADER_SIZE: Final = 24
 """Fixed header of keyframes (followed by the shape) and deltas."""
 CHUNK_HEADER_SIZE: Final = 24
 MAX_STREAM_ID: Final = 0xFFFFFFFF
 SEQUENCE_MODULUS: Final = 1 << 32
 """Sequences count frames modulo 2**32; decoders compare them only for equality."""
 MAX_DIM: Final = 0xFFFFFFFF
+MAX_EPOCH: Final = 0xFFFFFFFF
 MAX_CHUNKS: Final = 0xFFFF
 
 FLAG_PRECISION_MASK: Final = 0x03
 FLAG_FORTRAN: Final = 0x04
 
-_KEYFRAME = struct.Struct("<BBBBIIBBhI")
-_DELTA = struct.Struct("<BBBBIIII")
+_KEYFRAME = struct.Struct("<BBBBIIBBhII")
+_DELTA = struct.Struct("<BBBBIIIII")
 _CHUNK = struct.Struct("<BBBBIIHHII")
 _CRC_AT: Final = 16
+_CRC_END: Final = 20
+_U32 = struct.Struct("<I")
 
 
 class Kind(enum.IntEnum):
@@ -71,6 +80,9 @@ KEYFRAME_CODECS: Final = frozenset({Codec.RAW, Codec.SHUFFLE_ZSTD})
 @dataclass(frozen=True, slots=True)
 class KeyframeHeader:
     stream_id: int
+    epoch: int
+    """Identity of the encoder instance whose state this keyframe starts (or, from a relay,
+    carries on); deltas name it so that they never apply to another encoder's state."""
     sequence: int
     codec: Codec
     precision: Precision
@@ -85,6 +97,9 @@ class KeyframeHeader:
 @dataclass(frozen=True, slots=True)
 class DeltaHeader:
     stream_id: int
+    epoch: int
+    """Epoch of the encoder that wrote the delta: with ``base`` it names the state it applies
+    to."""
     sequence: int
     codec: Codec
     precision: Precision
@@ -111,7 +126,7 @@ FrameHeader = KeyframeHeader | DeltaHeader | ChunkHeader
 def crc_of(frame: bytes | bytearray | memoryview) -> int:
     """CRC-32 of a keyframe or delta: every byte except the CRC field itself (bytes 16-19)."""
     view = memoryview(frame)
-    return zlib.crc32(view[HEADER_SIZE:], zlib.crc32(view[:_CRC_AT]))
+    return zlib.crc32(view[_CRC_END:], zlib.crc32(view[:_CRC_AT]))
 
 
 def pack_keyframe(
@@ -124,7 +139,10 @@ def pack_keyframe(
     exponent: int,
     shape: tuple[int, ...],
     payload: bytes | bytearray | memoryview,
+    *,
+    epoch: int,
 ) -> bytes:
+    """A sealed keyframe; ``epoch`` is the encoder's (see :class:`KeyframeHeader`)."""
     flags = int(precision) | (FLAG_FORTRAN if fortran else 0)
     head = _KEYFRAME.pack(
         MAGIC_VERSION,
@@ -137,9 +155,10 @@ def pack_keyframe(
         len(shape),
         exponent,
         0,
+        epoch,
     ) + struct.pack(f"<{len(shape)}I", *shape)
-    crc = zlib.crc32(payload, zlib.crc32(head[HEADER_SIZE:], zlib.crc32(head[:_CRC_AT])))
-    return head[:_CRC_AT] + struct.pack("<I", crc) + head[HEADER_SIZE:] + bytes(payload)
+    crc = zlib.crc32(payload, zlib.crc32(head[_CRC_END:], zlib.crc32(head[:_CRC_AT])))
+    return head[:_CRC_AT] + _U32.pack(crc) + head[_CRC_END:] + bytes(payload)
 
 
 def pack_delta(
@@ -149,10 +168,15 @@ def pack_delta(
     codec: Codec,
     precision: Precision,
     payload: bytes | bytearray | memoryview,
+    *,
+    epoch: int,
 ) -> bytes:
-    head = _DELTA.pack(MAGIC_VERSION, Kind.DELTA, codec, precision, stream_id, sequence, base, 0)
-    crc = zlib.crc32(payload, zlib.crc32(head[:_CRC_AT]))
-    return head[:_CRC_AT] + struct.pack("<I", crc) + bytes(payload)
+    """A sealed delta from the state (``epoch``, ``base``) to ``sequence``."""
+    head = _DELTA.pack(
+        MAGIC_VERSION, Kind.DELTA, codec, precision, stream_id, sequence, base, 0, epoch
+    )
+    crc = zlib.crc32(payload, zlib.crc32(head[_CRC_END:], zlib.crc32(head[:_CRC_AT])))
+    return head[:_CRC_AT] + _U32.pack(crc) + head[_CRC_END:] + bytes(payload)
 
 
 def pack_chunk(
@@ -183,7 +207,9 @@ def read_header(frame: bytes | bytearray | memoryview) -> FrameHeader:
     if magic >> 4 != MAGIC_VERSION >> 4:
         raise TensorFrameError(f"not a tensor frame (first byte 0x{magic:02x})")
     if magic != MAGIC_VERSION:
-        raise TensorFrameError(f"unsupported tensor frame version {magic & 0x0F}")
+        raise TensorFrameError(
+            f"unsupported tensor frame version {magic & 0x0F} (version {FORMAT_VERSION} expected)"
+        )
     if kind == Kind.KEYFRAME:
         return _read_keyframe(view)
     if kind == Kind.DELTA:
@@ -209,9 +235,9 @@ def _codec(value: int) -> Codec:
 
 def _read_keyframe(view: memoryview) -> KeyframeHeader:
     if len(view) < HEADER_SIZE:
-        raise TensorFrameError(f"truncated keyframe: {len(view)} bytes, header needs 20")
-    _, _, codec, flags, stream_id, seq, dtype_code, ndim, exponent, crc = _KEYFRAME.unpack_from(
-        view
+        raise TensorFrameError(f"truncated keyframe: {len(view)} bytes, header needs {HEADER_SIZE}")
+    _, _, codec, flags, stream_id, seq, dtype_code, ndim, exponent, crc, epoch = (
+        _KEYFRAME.unpack_from(view)
     )
     offset = HEADER_SIZE + 4 * ndim
     if len(view) < offset:
@@ -222,21 +248,23 @@ def _read_keyframe(view: memoryview) -> KeyframeHeader:
     precision, fortran = _flags(flags, fortran_allowed=True)
     shape = struct.unpack_from(f"<{ndim}I", view, HEADER_SIZE)
     return KeyframeHeader(
-        stream_id, seq, coded, precision, fortran, dtype_code, exponent, shape, crc, offset
+        stream_id, epoch, seq, coded, precision, fortran, dtype_code, exponent, shape, crc, offset
     )
 
 
 def _read_delta(view: memoryview) -> DeltaHeader:
     if len(view) < HEADER_SIZE:
-        raise TensorFrameError(f"truncated delta: {len(view)} bytes, header needs 20")
-    _, _, codec, flags, stream_id, seq, base, crc = _DELTA.unpack_from(view)
+        raise TensorFrameError(f"truncated delta: {len(view)} bytes, header needs {HEADER_SIZE}")
+    _, _, codec, flags, stream_id, seq, base, crc, epoch = _DELTA.unpack_from(view)
     precision, _ = _flags(flags, fortran_allowed=False)
-    return DeltaHeader(stream_id, seq, _codec(codec), precision, base, crc)
+    return DeltaHeader(stream_id, epoch, seq, _codec(codec), precision, base, crc)
 
 
 def _read_chunk(view: memoryview) -> ChunkHeader:
     if len(view) < CHUNK_HEADER_SIZE:
-        raise TensorFrameError(f"truncated chunk: {len(view)} bytes, header needs 24")
+        raise TensorFrameError(
+            f"truncated chunk: {len(view)} bytes, header needs {CHUNK_HEADER_SIZE}"
+        )
     _, _, codec, flags, stream_id, seq, index, count, frame_crc, total = _CHUNK.unpack_from(view)
     if codec or flags:
         raise TensorFrameError("chunk frames have codec and flags 0")

@@ -1,11 +1,30 @@
-"""Size limits a receiver enforces from frame headers, before allocating or decompressing."""
+"""Size limits a receiver enforces from frame headers, before allocating or decompressing.
+
+Encoders apply the same limits to what they send, so a decoder with the same limits never
+refuses what an encoder sends.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+
 MIB: Final = 1 << 20
+
+
+def _array_max_ndim() -> int:
+    """Most dimensions this numpy can give an array (32 before numpy 2, 64 since)."""
+    try:
+        np.empty((1,) * 64, np.uint8)
+    except ValueError:
+        return 32
+    return 64
+
+
+ARRAY_MAX_NDIM: Final = _array_max_ndim()
+"""A shape with more dimensions cannot become an array here, whatever the limits say."""
 
 DEFAULT_CHUNK_SIZE: Final = MIB
 """Largest frame an encoder emits whole; bigger frames travel as chunk frames."""
@@ -16,9 +35,9 @@ class TensorLimits:
     """What one stream may carry. Defaults suit state tensors of up to 64 MiB."""
 
     max_bytes: int = 64 * MIB
-    """Largest decoded array, in bytes (elements times item size)."""
+    """Largest decoded array, in bytes (elements times item size, see :meth:`shape_violation`)."""
     max_elements: int = 1 << 26
-    """Largest element count."""
+    """Largest element count, zero dimensions aside (see :meth:`shape_violation`)."""
     max_ndim: int = 32
     """Most dimensions."""
     max_frame_bytes: int = 64 * MIB + 4096
@@ -30,6 +49,33 @@ class TensorLimits:
                 raise ValueError(f"{name} must not be negative")
         if self.max_ndim > 255:
             raise ValueError("max_ndim cannot exceed 255, the most a header can declare")
+
+    def shape_violation(self, shape: tuple[int, ...], itemsize: int) -> str | None:
+        """Why an array of ``shape`` and ``itemsize`` is beyond these limits, or ``None``.
+
+        The element count and byte size are taken over the *non-zero* dimensions: an array
+        with a zero dimension has no elements, but numpy still refuses a shape whose other
+        dimensions multiply past its address space, so a zero must not let huge dimensions
+        through. That covers every dimension too: each non-zero one divides the product.
+        Encoders and decoders share this check, so an encoder never emits a frame that a
+        decoder with the same limits refuses.
+        """
+        ndim = len(shape)
+        if ndim > self.max_ndim or ndim > ARRAY_MAX_NDIM:
+            return f"{ndim} dimensions exceed the limit of {min(self.max_ndim, ARRAY_MAX_NDIM)}"
+        extent = 1
+        for dim in shape:
+            if dim:
+                extent *= dim
+        if extent > self.max_elements:
+            return f"{extent} elements exceed the limit of {self.max_elements}{_aside(shape)}"
+        if extent * itemsize > self.max_bytes:
+            return f"{extent * itemsize} bytes exceed the limit of {self.max_bytes}{_aside(shape)}"
+        return None
+
+
+def _aside(shape: tuple[int, ...]) -> str:
+    return "" if all(shape) else f" (counting the non-zero dimensions of {shape})"
 
 
 @dataclass(frozen=True, slots=True)
