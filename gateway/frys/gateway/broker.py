@@ -135,7 +135,7 @@ class History:
             try:
                 if msg.subject.startswith(self._subjects.stream_deleted_advisory("")):
                     log.warning("stream %s was deleted; creating it again", stream)
-                    await self._bus.ensure_resources()  # type: ignore[attr-defined]
+                    await self._bus.ensure_resources()
                 on_epoch(kind, await self.current_epoch(kind))
             except Exception as exc:
                 log.warning("stream %s changed and could not be checked: %s", stream, exc)

@@ -129,6 +129,8 @@ class Fanout:
         self.tick_has_tensors = False
         self.held: list[tuple[int, int, Entry]] = []
         self.last_seq = 0
+        self.epoch = hub.bus.epochs.get(channel.kind, "")
+        """The stream incarnation ``last_seq`` belongs to."""
         self.last_entry: Entry | None = None
         """Newest state value (state channels): the snapshot for joiners and conflation."""
         self.ready = asyncio.Event()
@@ -295,9 +297,10 @@ class Fanout:
             self._epoch_task = None
         self.hub.epoch_seen(self.kind, epoch)
 
-    def reset(self, reason: str) -> None:
+    def reset(self, epoch: str, reason: str) -> None:
         """The channel's stream went away or was recreated: every position is void. Each
         subscriber is told (``unsubscribed``) and subscribes again."""
+        self.epoch = epoch
         self.last_seq = 0
         self.last_entry = None
         for st in list(self.subscribers.values()):
@@ -539,19 +542,15 @@ class Hub:
             del self.fanouts[fan.channel]
 
     def epoch_seen(self, kind: ChannelKind, epoch: str) -> None:
-        """The stream of ``kind`` has epoch ``epoch``; if that is new, it was recreated and
-        every fanout of that kind starts over."""
-        known = self.bus.epochs.get(kind)
-        if epoch == known:
-            return
-        log.warning("stream of %s channels was recreated (epoch %s → %s)", kind.value, known, epoch)
+        """The stream of ``kind`` has epoch ``epoch``: fanouts of an older incarnation
+        start over, and their subscribers are told to subscribe again."""
         self.bus.epochs[kind] = epoch
-        self.stream_reset(kind, "stream recreated; subscribe again")
-
-    def stream_reset(self, kind: ChannelKind, reason: str) -> None:
         for fan in list(self.fanouts.values()):
-            if fan.kind is kind:
-                fan.reset(reason)
+            if fan.kind is kind and fan.epoch != epoch:
+                log.warning(
+                    "stream of %s was recreated (epoch %s → %s)", fan.channel, fan.epoch, epoch
+                )
+                fan.reset(epoch, "stream recreated; subscribe again")
 
     def request_keyframe(self, channel: Channel, stream_id: int | None) -> None:
         """Ask the publishers of ``channel``'s tensor stream (of all of them when
