@@ -12,7 +12,9 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,33 +257,80 @@ def mint_token(
 # --- resume tokens -------------------------------------------------------------------------
 
 
+RESUME_MEMORY_SIZE = 100_000
+"""Most used resume tokens a gateway remembers (see :class:`ResumeTokens`)."""
+
+
 class ResumeTokens:
-    """Signed, stateless resume tokens: any gateway sharing the secret can check them.
+    """Signed resume tokens, each accepted once by a gateway.
 
     A resume token lets a reconnecting client keep its session id (so presence does not
     flap) for a bounded time; it grants nothing by itself, the client still authenticates.
+
+    A token is ``{sid}.{exp}.{nonce}.{mac}``: the session id, its expiry (Unix seconds), a
+    random nonce (so no two tokens are alike, even for one session within one second) and an
+    HMAC over those three and the subject, keyed with the installation's shared secret.
+    Checking it needs no shared state, so any gateway can accept it, for its subject only,
+    until it expires.
+
+    Each gateway also refuses a token it has already accepted, so that a copied token (a
+    second device or tab of the same subject, a token read from a log) cannot give a second
+    session the id of one that already resumed with it: it remembers the nonces of the
+    tokens it accepted until they expire. The memory is bounded: pruned of expired
+    entries on every check and capped at ``memory_size`` entries (the oldest forgotten
+    first; the default holds the resumes of about 330 per second over a 5 minute lifetime,
+    some 20 MB at most), so a gateway's memory cannot be grown without limit. Reuse on
+    another gateway is not detected; what bounds it there is the binding to the subject
+    and the expiry.
     """
 
-    def __init__(self, secret: bytes, ttl_s: float = 300.0):
+    def __init__(self, secret: bytes, ttl_s: float = 300.0, memory_size: int = RESUME_MEMORY_SIZE):
         self._secret = secret
         self._ttl_s = ttl_s
+        self._memory_size = memory_size
+        self._used: OrderedDict[str, int] = OrderedDict()
+        """Nonce → expiry of the tokens accepted here, in the order they were accepted."""
 
     def issue(self, sid: str, sub: str, now: float | None = None) -> str:
         exp = int((time.time() if now is None else now) + self._ttl_s)
-        body = f"{sid}.{exp}"
+        body = f"{sid}.{exp}.{secrets.token_urlsafe(12)}"
         return f"{body}.{self._sign(body, sub)}"
 
     def check(self, token: str, sub: str, now: float | None = None) -> str | None:
-        """The session id if ``token`` is valid for ``sub`` and not expired, else ``None``."""
+        """The session id if ``token`` is valid for ``sub``, not expired and not used on this
+        gateway before (it is then used), else ``None``."""
         parts = token.split(".")
-        if len(parts) != 3 or not parts[1].isdigit():
+        if len(parts) != 4 or not (parts[1].isascii() and parts[1].isdigit()):
             return None
-        sid, exp, mac = parts
-        if not hmac.compare_digest(mac, self._sign(f"{sid}.{exp}", sub)):
+        sid, exp, nonce, mac = parts
+        expected = self._sign(f"{sid}.{exp}.{nonce}", sub)
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
             return None
-        if int(exp) < (time.time() if now is None else now):
+        at = time.time() if now is None else now
+        if int(exp) < at:
             return None
+        self._forget_expired(at)
+        if nonce in self._used:
+            return None
+        self._used[nonce] = int(exp)
+        if len(self._used) > self._memory_size:
+            self._used.popitem(last=False)
         return sid
+
+    @property
+    def remembered(self) -> int:
+        """How many used tokens this gateway remembers now."""
+        return len(self._used)
+
+    def _forget_expired(self, now: float) -> None:
+        """Drop expired entries from the oldest on. Entries are in the order of use and each
+        expires at most ``ttl_s`` after it was used, so none outlives its use by more."""
+        used = self._used
+        while used:
+            nonce, exp = next(iter(used.items()))
+            if exp >= now:
+                break
+            del used[nonce]
 
     def _sign(self, body: str, sub: str) -> str:
         digest = hmac.new(self._secret, f"{body}|{sub}".encode(), hashlib.sha256).digest()

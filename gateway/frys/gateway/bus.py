@@ -4,6 +4,8 @@ Everything that must survive a gateway lives behind this module in NATS: events 
 JetStream streams that republish each stored message (with its sequence) to a live subject
 the gateways subscribe to, control outcomes and presence in KV buckets. Subjects come from
 :class:`~frys.shared.protocol.subjects.Subjects`; this module never spells one itself.
+It uses nats-py's public API only: what needs its private parts (direct dispatch from the
+read loop, the read buffer size) is in :mod:`frys.gateway.nats_adapter`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import nats
-import nats.aio.client
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -34,55 +33,16 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from frys.gateway.config import GatewayConfig
+from frys.gateway.nats_adapter import DirectHandler, FanoutClient, unsubscribe_direct
 from frys.shared.protocol.channels import ChannelKind
 from frys.shared.protocol.subjects import Subjects
 
 log = logging.getLogger("frys.gateway.bus")
 
-# nats-py reads its socket 32 KiB at a time (and bounds its stream buffer at that size):
-# a 1 MiB tensor chunk takes 32 reads, and small messages queue behind megabytes of them.
-# The size is a module setting read at connect and at every read; a gateway reads more.
-nats.aio.client.DEFAULT_BUFFER_SIZE = 1 << 20
 # nats-py warns on every filtered key listing for servers older than 2.10; ours are newer.
 logging.getLogger("nats.js.kv").setLevel(logging.ERROR)
 
 MsgHandler = Callable[[Msg], Awaitable[None]]
-DirectHandler = Callable[[bytes, dict[str, str] | None], None]
-"""Called synchronously from the NATS read loop with (payload, headers)."""
-
-
-def parse_headers(raw: bytes) -> dict[str, str] | None:
-    """NATS message headers (``NATS/1.0\r\nKey: value\r\n...\r\n\r\n``) as a dict."""
-    lines = raw.split(b"\r\n")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        key, sep, value = line.partition(b":")
-        if sep:
-            headers[key.strip().decode()] = value.strip().decode()
-    return headers or None
-
-
-class FanoutClient(NatsClient):
-    """A NATS client that hands the messages of chosen subscriptions straight to a
-    synchronous handler, from the read loop: no message object, no queue, no task switch
-    per message. The fan-out's NATS ingest is a third of a gateway's CPU when channels
-    have few subscribers; this is the part of it that is ours to save."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.direct: dict[int, DirectHandler] = {}
-
-    async def _process_msg(
-        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
-    ) -> None:
-        handler = self.direct.get(sid)
-        if handler is None:
-            await super()._process_msg(sid, subject, reply, data, headers)
-            return
-        stats = self.stats
-        stats["in_msgs"] += 1
-        stats["in_bytes"] += len(data)
-        handler(data, parse_headers(headers) if headers else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +85,7 @@ class Bus:
                     servers=[u.strip() for u in self.config.nats_url.split(",")],
                     name=f"frys-gateway:{self.config.gateway_id}",
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,  # type: ignore[arg-type]
+                    reconnect_time_wait=0.25,
                     connect_timeout=2,
                     ping_interval=5,
                     max_outstanding_pings=3,
@@ -157,7 +117,7 @@ class Bus:
             servers=[u.strip() for u in self.config.nats_url.split(",")],
             name=f"frys-gateway-bulk:{self.config.gateway_id}",
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25,  # type: ignore[arg-type]
+            reconnect_time_wait=0.25,
             connect_timeout=2,
             pending_size=64 * 1024 * 1024,
         )
@@ -260,9 +220,6 @@ class Bus:
     def ready(self) -> bool:
         return self._connected.is_set() and self.nc.is_connected
 
-    async def wait_connected(self) -> None:
-        await self._connected.wait()
-
     async def _on_disconnected(self) -> None:
         log.warning("disconnected from NATS")
 
@@ -288,18 +245,14 @@ class Bus:
         self, subject: str, handler: DirectHandler, bulk: bool = False
     ) -> Subscription:
         """Subscribe with a synchronous handler called from the read loop (see
-        :class:`FanoutClient`); the subscription survives reconnects like any other.
-        ``bulk`` subscriptions use the tensor connection."""
+        :mod:`frys.gateway.nats_adapter`); the subscription survives reconnects like any
+        other. ``bulk`` subscriptions use the tensor connection."""
         nc = self.bulk_nc if bulk else self.nc
-        sub = await nc.subscribe(subject)
-        nc.direct[sub._id] = handler
-        return sub
+        return await nc.subscribe_direct(subject, handler)
 
     async def unsubscribe_direct(self, sub: Subscription) -> None:
-        conn = sub._conn
-        if isinstance(conn, FanoutClient):
-            conn.direct.pop(sub._id, None)
-        await sub.unsubscribe()
+        """Unsubscribe a direct subscription; its handler is not called again."""
+        await unsubscribe_direct(sub)
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
@@ -349,7 +302,7 @@ class Bus:
             while True:
                 request = {"seq": start, "next_by_subj": subject, "batch": batch}
                 await self.nc.publish(
-                    f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox
+                    self.subjects.direct_get(stream), json.dumps(request).encode(), reply=inbox
                 )
                 pending = 0
                 while True:

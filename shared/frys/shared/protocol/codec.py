@@ -214,8 +214,46 @@ def from_object(obj: Any, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS) -> f.Fra
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
+class _KeysCollide(ValueError):
+    """Two keys of one map are one key once decoded: ``1``, ``1.0`` and ``true`` (or ``0``,
+    ``0.0`` and ``false``) are equal values, and a map holds each key once."""
+
+
+def _distinct_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """Build a decoded map, refusing one whose keys are not distinct.
+
+    MessagePack can carry ``{1: a, true: b}`` or a repeated key, but a decoded map (in
+    Python, JavaScript and most languages) keeps one of the entries and silently loses the
+    other, so re-encoding the data for a subscriber would drop it. Such data is refused
+    instead: the publisher gets a 400 and nothing is lost unnoticed.
+    """
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _KeysCollide(_collision(pairs))
+    return obj
+
+
+def _collision(pairs: list[tuple[Any, Any]]) -> str:
+    seen: dict[Any, Any] = {}
+    for key, _ in pairs:
+        if key in seen:
+            return f"map keys {_show_key(seen[key])} and {_show_key(key)} collide"
+        seen[key] = key
+    return "map keys collide"
+
+
+def _show_key(key: Any) -> str:
+    try:
+        text = json.dumps(key) if isinstance(key, str) else _json_key_text(key)
+    except (TypeError, ValueError):
+        text = type(key).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _unpackb(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    return msgpack.unpackb(
+        data, raw=False, strict_map_key=False, use_list=True, object_pairs_hook=_distinct_keys
+    )
 
 
 def pack_data(value: Any) -> bytes:
@@ -230,9 +268,12 @@ _NIL: Final = b"\xc0"
 
 
 def unpack_data(packed: bytes) -> Any:
-    """Decode application data from msgpack; raises :class:`DecodeError`."""
+    """Decode application data from msgpack; raises :class:`DecodeError`, also for a map
+    whose keys collide (see :func:`_distinct_keys`)."""
     try:
         return _unpackb(packed)
+    except _KeysCollide as exc:
+        raise DecodeError(f"data: {exc}") from None
     except Exception as exc:
         raise DecodeError(f"data is not valid msgpack: {type(exc).__name__}") from None
 
@@ -253,11 +294,30 @@ _DATA_KEY: Final = _packb("data")
 
 
 def decode_msgpack(data: bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS) -> f.Frame:
+    """Decode and validate a frame. This is where a client's published data is checked: a
+    map whose keys collide (see :func:`_distinct_keys`) is refused, with the frame's id so
+    that the publish it belongs to fails."""
     try:
         obj = _unpackb(data)
+    except _KeysCollide as exc:
+        raise _collision_error(data, exc) from None
     except Exception as exc:
         raise DecodeError(f"not valid msgpack: {type(exc).__name__}") from None
     return from_object(obj, ops)
+
+
+def _collision_error(data: bytes, exc: _KeysCollide) -> DecodeError:
+    """The 400 for a frame with colliding map keys, naming its op and id when they can be
+    read (the frame is decoded again, keeping one entry per key, to find them)."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception:
+        obj = None
+    op = obj.get("op") if isinstance(obj, dict) else None
+    ref = obj.get("id") if isinstance(obj, dict) else None
+    ref = ref if type(ref) is int and 0 <= ref <= f.MAX_ID else None
+    where = f"{op[:32]}: " if type(op) is str else ""
+    return DecodeError(f"{where}{exc}", ref=ref)
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -269,15 +329,33 @@ def _ext_as_json(code: int, data: bytes) -> dict[str, Any]:
 
 def unpack_for_json(packed: bytes) -> Any:
     """Decode payload data for a JSON subscriber: extension values become
-    ``{"$bytes": ..., "$ext": code}``, timestamps become Unix seconds."""
+    ``{"$bytes": ..., "$ext": code}``, timestamps become Unix seconds.
+
+    Data published through a gateway was checked on publish; data a backend put on NATS
+    itself may hold a map whose keys collide, which raises :class:`DecodeError` here rather
+    than reaching the subscriber with an entry missing. Maps with only string (or binary)
+    keys, nearly all of them, cannot collide that way and take msgpack's fast path; any
+    other key sends the payload through the checking decoder. (On the fast path a key
+    repeated byte for byte keeps its last value, as MessagePack subscribers' decoders
+    commonly do.)
+    """
+    try:
+        return msgpack.unpackb(
+            packed or _NIL, raw=False, strict_map_key=True, ext_hook=_ext_as_json, timestamp=1
+        )
+    except Exception:
+        pass
     try:
         return msgpack.unpackb(
             packed or _NIL,
             raw=False,
             strict_map_key=False,
+            object_pairs_hook=_distinct_keys,
             ext_hook=_ext_as_json,
             timestamp=1,
         )
+    except _KeysCollide as exc:
+        raise DecodeError(f"data: {exc}") from None
     except Exception as exc:
         raise DecodeError(f"data is not valid msgpack: {type(exc).__name__}") from None
 
@@ -294,21 +372,34 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not representable in JSON")
 
 
+def _json_key(key: Any) -> Any:
+    """A map key as JSON carries it. Strings, integers, booleans, nil and finite floats stay
+    as they are: ``json`` writes them as their JSON text itself, so ``{1: a, "1": b}`` keeps
+    both entries (as two members named ``"1"``). Any other key becomes its JSON text."""
+    if isinstance(key, str | int | None) or (isinstance(key, float) and math.isfinite(key)):
+        return key
+    return _json_key_text(key)
+
+
+def _json_key_text(key: Any) -> str:
+    return json.dumps(_json_safe(key), default=_json_default, separators=(",", ":"))
+
+
 def _json_safe(value: Any) -> Any:
-    """Slow path for values JSON cannot carry: non-finite floats and non-string keys."""
+    """Slow path for values JSON cannot carry: non-finite floats and non-string keys.
+
+    A key turned into text could equal another key of its map (``b"k"`` and the string
+    ``{"$bytes":"aw=="}``); that raises :class:`DecodeError` rather than dropping an entry.
+    """
     if isinstance(value, f.Raw):
         return _json_safe(unpack_for_json(value.packed))
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {
-            (
-                k
-                if isinstance(k, str)
-                else json.dumps(_json_safe(k), default=_json_default, separators=(",", ":"))
-            ): (_json_safe(v))
-            for k, v in value.items()
-        }
+        out = {_json_key(k): _json_safe(v) for k, v in value.items()}
+        if len(out) != len(value):
+            raise DecodeError("data: map keys collide once written as JSON")
+        return out
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
