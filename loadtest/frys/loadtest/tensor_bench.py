@@ -44,11 +44,12 @@ from frys.shared.tensor import (
     TensorEncoder,
     TensorLimits,
 )
+from frys.shared.tensor.frame import HEADER_SIZE
 
 Array = npt.NDArray[Any]
 MB = 1e6
-HEADER = 20
-"""Delta header size; a keyframe adds 4 bytes per dimension."""
+HEADER = HEADER_SIZE
+"""Delta header size (the frame format's); a keyframe adds 4 bytes per dimension."""
 QUANTIZE_BOUND = 1e-3
 LIMITS = TensorLimits(max_bytes=1 << 30, max_elements=1 << 30, max_frame_bytes=(1 << 30) + 4096)
 CHUNK = 1 << 30
