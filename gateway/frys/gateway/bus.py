@@ -122,6 +122,10 @@ class Bus:
             pending_size=64 * 1024 * 1024,
         )
 
+    async def ensure_resources(self) -> None:
+        """Create whatever stream or bucket is missing (after one was deleted)."""
+        await self._ensure_resources()
+
     async def _ensure_resources(self) -> None:
         """Create or update the streams and buckets (idempotent across gateways)."""
         cfg = self.config

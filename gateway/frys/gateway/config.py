@@ -68,6 +68,8 @@ class GatewayConfig:
     max_invalid_frames: int = 20
     ping_interval_s: float = 25.0
     request_timeout_ms: int = 5000
+    publish_ack_timeout_s: float = 5.0
+    """Longest wait for the stream to confirm a stored publish; then 504 (retry, same mid)."""
     max_request_timeout_ms: int = 60000
 
     # durability
@@ -129,6 +131,7 @@ class GatewayConfig:
             "publish_burst",
             "max_invalid_frames",
             "request_timeout_ms",
+            "publish_ack_timeout_s",
             "max_request_timeout_ms",
             "events_max_age_s",
             "events_max_bytes",

@@ -13,6 +13,7 @@ state each leads to. ``docs/protocol.md`` §5.1 is drawn from it.
 from __future__ import annotations
 
 import enum
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -98,6 +99,27 @@ class Sub:
 
     def __init__(self) -> None:
         self.phase = SubPhase.PENDING
+
+
+MAX_MID_CHARS = 128
+MAX_TRACESTATE_CHARS = 512
+_MID = re.compile(rf"[\x21-\x7e]{{1,{MAX_MID_CHARS}}}")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACESTATE = re.compile(rf"[\x20-\x7e]{{0,{MAX_TRACESTATE_CHARS}}}")
+
+
+def header_problem(mid: str | None, tc: f.TraceContext | None) -> str | None:
+    """Why client strings that travel as NATS headers cannot (docs/protocol.md §9), or
+    None. Checked before anything is sent: an oversized or malformed header fails at the
+    broker, where it would cost every publisher of the gateway, not only this one."""
+    if mid is not None and not _MID.fullmatch(mid):
+        return f"mid must be 1-{MAX_MID_CHARS} printable ASCII characters without spaces"
+    if tc is not None:
+        if not _TRACEPARENT.fullmatch(tc.traceparent):
+            return "tc.traceparent must be a W3C traceparent (version-traceid-parentid-flags)"
+        if tc.tracestate is not None and not _TRACESTATE.fullmatch(tc.tracestate):
+            return f"tc.tracestate must be at most {MAX_TRACESTATE_CHARS} printable characters"
+    return None
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -516,6 +538,9 @@ class SessionCore:
                     frame.id,
                 )
             ]
+        problem = header_problem(frame.mid, frame.tc)
+        if problem is not None:
+            return [_error(ErrorCode.BAD_REQUEST, problem, frame.id)]
         if not self._rate_ok():
             return [_error(ErrorCode.LIMIT_EXCEEDED, "publish rate exceeded", frame.id)]
         stream: int | None = None
@@ -534,6 +559,9 @@ class SessionCore:
             return [_error(ErrorCode.NOT_ALLOWED, "requests go to wf:{id}:control", frame.id)]
         if frame.cid is not None and not valid_cid(frame.cid):
             return [_error(ErrorCode.BAD_REQUEST, "cid must match [A-Za-z0-9_=-]{1,128}", frame.id)]
+        problem = header_problem(None, frame.tc)
+        if problem is not None:
+            return [_error(ErrorCode.BAD_REQUEST, problem, frame.id)]
         if not self._rate_ok():
             return [_error(ErrorCode.LIMIT_EXCEEDED, "request rate exceeded", frame.id)]
         return [Request(channel, frame)]

@@ -156,6 +156,8 @@ class Fanout:
             # Shielded: a cancelled flush leaves nats-py's PONG bookkeeping broken (its
             # read loop then fails on the late PONG).
             await asyncio.shield(bus.nc.flush(timeout=5))
+            if self.bulk_sub is not None:
+                await asyncio.shield(bus.bulk_nc.flush(timeout=5))
             hub.metrics.nats_subscriptions += 1
             self._counted = True
             if self.kind is ChannelKind.PRESENCE and hub.presence_start is not None:

@@ -82,7 +82,12 @@ class Gateway:
         self.peers.on_lost.append(self.presence.gateway_lost)
         self.placement = GatewayPlacement(config, self.bus, self.peers, lambda: self.sessions)
         self.publisher = Publisher(
-            self.bus, self.subjects, self.metrics, self.telemetry, self.placement.on_publish
+            self.bus,
+            self.subjects,
+            self.metrics,
+            self.telemetry,
+            self.placement.on_publish,
+            ack_timeout_s=config.publish_ack_timeout_s,
         )
         self.tensor_publishers = TensorPublishers()
         """Local sessions publishing each (channel, tensor stream): keyframe requests go to them."""

@@ -77,8 +77,10 @@ class Publisher:
         metrics: Metrics,
         telemetry: GatewayTelemetry,
         on_publish: Callable[[str, Channel], None] | None = None,
+        ack_timeout_s: float = 5.0,
     ):
         self._bus = bus
+        self._ack_timeout_s = ack_timeout_s
         self._subjects = subjects
         self._metrics = metrics
         self._telemetry = telemetry
@@ -149,6 +151,10 @@ class Publisher:
             self.in_flight += 1
             result: asyncio.Future[Published] = loop.create_future()
             ack.add_done_callback(lambda fut: self._stored(fut, result, span))
+            # Every stored publish is answered in bounded time, and the broker client's
+            # slot it holds is freed even if the stream's answer never comes.
+            deadline = loop.call_later(self._ack_timeout_s, _expire, ack)
+            result.add_done_callback(lambda _: deadline.cancel())
             return result
         try:
             if not self._bus.ready:
@@ -166,7 +172,8 @@ class Publisher:
         self.in_flight -= 1
         if ack.cancelled():
             _end(span)
-            _settle(result, PublishError(ErrorCode.UNAVAILABLE, "not stored: cancelled"))
+            reason = f"storage not confirmed within {self._ack_timeout_s:g} s"
+            _settle(result, PublishError(ErrorCode.TIMEOUT, reason))
             return
         exc = ack.exception()
         if exc is not None:
@@ -184,6 +191,11 @@ class Publisher:
         _end(span)
         if not result.done():
             result.set_result(Published(int(pub.seq), bool(pub.duplicate)))
+
+
+def _expire(ack: asyncio.Future[Any]) -> None:
+    if not ack.done():
+        ack.cancel()
 
 
 def _settle(result: asyncio.Future[Published], exc: PublishError) -> None:
