@@ -101,6 +101,10 @@ class Sub:
         self.phase = SubPhase.PENDING
 
 
+MAX_NAME_CHARS = 128
+MAX_CAPS = 16
+MAX_CAP_CHARS = 64
+"""``connect.name`` and ``connect.caps`` are shown to every member of a workflow."""
 MAX_MID_CHARS = 128
 MAX_TRACESTATE_CHARS = 512
 _MID = re.compile(rf"[\x21-\x7e]{{1,{MAX_MID_CHARS}}}")
@@ -392,6 +396,15 @@ class SessionCore:
                 raise AuthError("token required")
         except AuthError as exc:
             return self._refuse_connect(CloseCode.UNAUTHORIZED, exc.reason)
+        if frame.name is not None and len(frame.name) > MAX_NAME_CHARS:
+            return self._refuse_connect(
+                CloseCode.BAD_CONNECT, f"name longer than {MAX_NAME_CHARS} characters"
+            )
+        if len(frame.caps) > MAX_CAPS or any(len(cap) > MAX_CAP_CHARS for cap in frame.caps):
+            return self._refuse_connect(
+                CloseCode.BAD_CONNECT,
+                f"caps: at most {MAX_CAPS} of at most {MAX_CAP_CHARS} characters",
+            )
         if frame.resume:
             resumed = self._resume.check(frame.resume, identity.sub)
             if resumed is not None:

@@ -55,6 +55,10 @@ FINAL_CLOSES = frozenset(
 ends at once. After any other, it may resume, and its leave waits for the grace."""
 
 
+SLOW_CLOSE_GRACE_S = 0.5
+"""How long a slow reader whose backlog reached the kernel gets to read the close frame."""
+
+
 def _close_reason(reason: str) -> bytes:
     """A close reason within the 123 bytes a close frame allows, cut on a character."""
     data = reason.encode()
@@ -243,9 +247,14 @@ class Session:
         if self.core.state is not c.State.CONNECTED:
             return
         self._svc.metrics.slow_disconnects += 1
+        backlog = self.writer.transport.get_write_buffer_size()
         self.close_soon(CloseCode.SLOW_CONSUMER, "outbound queue full")
-        # The close frame sits behind a full buffer; do not wait for the reader.
-        asyncio.get_running_loop().call_later(1.0, self.writer.abort)
+        if backlog:
+            # The close frame would wait behind the backlog the reader is not reading:
+            # cut at once, so the client notices now, reconnects and resumes.
+            self.writer.abort()
+        else:
+            asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE_S, self.writer.abort)
 
     # --- connect and expiry ------------------------------------------------------------
     def _connect_deadline(self) -> None:
@@ -322,9 +331,7 @@ class Session:
                 )
             )
             if channel.kind is ChannelKind.STATE:
-                snapshot = fan.snapshot_frame(self.writer.binary)
-                if snapshot is not None:
-                    self.writer.write(snapshot)
+                self.writer.write_state(fan)
             if channel.kind is not ChannelKind.EVENTS:
                 fan.tensor_joined(self.writer)
         identity = self.core.identity
@@ -366,9 +373,22 @@ class Session:
                 recovered=result.recovered,
             )
         )
-        if result.replay:
-            self.writer.write(fan.stored_frames(result.replay, self.writer.binary))
-        fan.go_live(self.writer, result.after)
+        # History goes out in batches paced by the socket, so a long replay never holds
+        # more than about queue_bytes in memory on its way to a slow reader.
+        writer = self.writer
+        batch_bytes = max(1, svc.limits.queue_bytes // 2)
+        replay = result.replay
+        start = 0
+        while start < len(replay):
+            end, size = start, 0
+            while end < len(replay) and (end == start or size < batch_bytes):
+                size += len(replay[end].data)
+                end += 1
+            writer.write(fan.stored_frames(replay[start:end], writer.binary))
+            start = end
+            if start < len(replay) and not await writer.drained(svc.limits.queue_bytes // 2):
+                return False
+        fan.go_live(writer, result.after)
         return True
 
     async def _drop(self, channel: Channel, final: bool) -> None:

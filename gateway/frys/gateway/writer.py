@@ -41,6 +41,15 @@ log = logging.getLogger("frys.gateway.writer")
 BULK_WATERMARK = 256 * 1024
 """Bytes of large frames allowed to wait in a socket buffer ahead of later traffic."""
 
+KERNEL_SEND_BUFFER = 256 * 1024
+"""Cap of the kernel's send buffer per connection. Left to autotuning it grows to
+megabytes that ``queue_bytes`` never sees: a reader on a slow link would sit behind
+seconds of stale data before the slow-reader policy noticed anything."""
+
+HARD_LIMIT_FACTOR = 4
+"""Replies are never dropped, but a session whose unsent bytes pass this many times
+``queue_bytes`` (a client that asks and never reads) is cut like a slow reader."""
+
 _POLL_FIRST_S = 0.001
 _POLL_MAX_S = 0.02
 
@@ -116,6 +125,11 @@ class ClientWriter:
         self._drain_task: asyncio.Task[None] | None = None
         with contextlib.suppress(Exception):
             transport.set_write_buffer_limits(high=queue_bytes)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, min(queue_bytes, KERNEL_SEND_BUFFER)
+                )
 
     # --- state ---------------------------------------------------------------------------
     @property
@@ -159,12 +173,35 @@ class ClientWriter:
             self.write(binary_frame(payload))
 
     def write(self, data: bytes) -> None:
-        """Write framed bytes now (replies, snapshots, history)."""
+        """Write framed bytes now (replies, history). Beyond the hard limit the session is
+        cut: its client asks without reading."""
         if self.state is not WriterState.OPEN or self.transport.is_closing():
             return
         self.transport.write(data)
-        if not self.backlogged and self.transport.get_write_buffer_size() > self.queue_bytes:
-            self._on_backlog()
+        pending = self.transport.get_write_buffer_size()
+        if pending > self.queue_bytes:
+            if not self.backlogged:
+                self._on_backlog()
+            if pending > self.queue_bytes * HARD_LIMIT_FACTOR:
+                self.on_slow()
+
+    def write_state(self, source: Source) -> None:
+        """The current value of a state channel (a joiner's snapshot): conflated like any
+        state delivery, so a backlogged session holds at most one pending value per
+        channel however often it asks."""
+        if self.state is not WriterState.OPEN:
+            return
+        if self.backlogged:
+            self._mark_stale(source)
+            return
+        frame = source.snapshot_frame(self.binary)
+        if frame is not None:
+            self.write(frame)
+
+    async def drained(self, size: int) -> bool:
+        """Wait until at most ``size`` bytes are unsent (paced replies such as history);
+        False if the writer closed meanwhile."""
+        return await self._wait_below(size)
 
     # --- deliveries (the hub's hot path) -------------------------------------------------
     def deliver(self, blob: bytes, source: Source) -> None:
