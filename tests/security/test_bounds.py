@@ -13,7 +13,6 @@ import aiohttp
 import msgpack
 import pytest
 
-from frys.gateway.writer import KERNEL_SEND_BUFFER
 from frys.shared.protocol import frames as f
 from frys.shared.protocol.codec import decode_msgpack
 from frys.shared.protocol.errors import CloseCode
@@ -143,13 +142,28 @@ async def test_header_strings_are_bounded_before_the_broker(
     assert isinstance(ack, f.Ack) and ack.seq is not None
 
 
-async def test_the_kernel_send_buffer_is_capped(
-    gateway: RunningGateway, raw: Callable[..., Awaitable[Raw]]
+async def test_a_slow_reader_is_cut_before_the_kernel_hides_megabytes(
+    gateways: GatewayFactory, raw: Callable[..., Awaitable[Raw]]
 ) -> None:
-    await connected(raw, gateway, "someone")
-    await eventually(lambda: bool(gateway.gateway.sessions))
-    session = next(iter(gateway.gateway.sessions))
-    sock = session.writer.transport.get_extra_info("socket")
-    assert sock is not None
-    # Linux doubles the value set; autotuned buffers reach megabytes.
-    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * KERNEL_SEND_BUFFER
+    """The kernel's send queue counts towards ``queue_bytes``: a reader on a small receive
+    buffer is cut after about ``queue_bytes``, not after the megabytes an autotuned
+    kernel buffer would take first."""
+    gw = await gateways(queue_bytes=64 * 1024)
+    slow = await connected(raw, gw, "slow")
+    transport = slow._response.connection.transport  # type: ignore[union-attr]
+    assert transport is not None
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await slow.send_bytes(pack({"op": "subscribe", "id": 2, "ch": "wf:slow:collab"}))
+    assert isinstance(await answer(slow, 2), f.Ack)
+    transport.pause_reading()
+    writer = await connected(raw, gw, "writer")
+    metrics = gw.gateway.metrics
+    sent = 0
+    while metrics.slow_disconnects == 0 and sent < 2000:
+        sent += 1
+        msg = {"op": "publish", "id": 10 + sent, "ch": "wf:slow:collab", "data": "x" * 10_000}
+        await writer.send_bytes(pack(msg))
+        await answer(writer, 10 + sent)
+    assert metrics.slow_disconnects == 1
+    assert sent * 10_000 < 2 * 1024 * 1024, f"cut after {sent} messages of 10 KB"

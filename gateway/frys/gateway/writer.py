@@ -24,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import fcntl
 import logging
 import socket
+import sys
+import termios
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -41,10 +44,11 @@ log = logging.getLogger("frys.gateway.writer")
 BULK_WATERMARK = 256 * 1024
 """Bytes of large frames allowed to wait in a socket buffer ahead of later traffic."""
 
-KERNEL_SEND_BUFFER = 256 * 1024
-"""Cap of the kernel's send buffer per connection. Left to autotuning it grows to
-megabytes that ``queue_bytes`` never sees: a reader on a slow link would sit behind
-seconds of stale data before the slow-reader policy noticed anything."""
+KERNEL_CHECK_EVERY = 32
+"""Writes between two reads of the kernel's send queue (one ``ioctl``). Left to
+autotuning the kernel buffer grows to megabytes that the transport's buffer never shows:
+a reader on a slow link would sit behind seconds of stale data before the slow-reader
+policy noticed anything, so the kernel's unsent bytes count towards ``queue_bytes`` too."""
 
 HARD_LIMIT_FACTOR = 4
 """Replies are never dropped, but a session whose unsent bytes pass this many times
@@ -84,10 +88,12 @@ class ClientWriter:
         "_bulk",
         "_bulk_bytes",
         "_drain_task",
+        "_fd",
         "_metrics",
         "_out",
         "_pump_task",
         "_schedule",
+        "_writes",
         "backlogged",
         "binary",
         "codec",
@@ -123,13 +129,13 @@ class ClientWriter:
         self._bulk_bytes = 0
         self._pump_task: asyncio.Task[None] | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._fd = -1
+        self._writes = 0
         with contextlib.suppress(Exception):
             transport.set_write_buffer_limits(high=queue_bytes)
             sock = transport.get_extra_info("socket")
             if sock is not None:
-                sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_SNDBUF, min(queue_bytes, KERNEL_SEND_BUFFER)
-                )
+                self._fd = sock.fileno()
 
     # --- state ---------------------------------------------------------------------------
     @property
@@ -172,9 +178,10 @@ class ClientWriter:
         else:
             self.write(binary_frame(payload))
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, paced: bool = False) -> None:
         """Write framed bytes now (replies, history). Beyond the hard limit the session is
-        cut: its client asks without reading."""
+        cut: its client asks without reading. ``paced`` writes (tensor frames, bounded by
+        :data:`BULK_WATERMARK` before they are written) are exempt."""
         if self.state is not WriterState.OPEN or self.transport.is_closing():
             return
         self.transport.write(data)
@@ -182,7 +189,7 @@ class ClientWriter:
         if pending > self.queue_bytes:
             if not self.backlogged:
                 self._on_backlog()
-            if pending > self.queue_bytes * HARD_LIMIT_FACTOR:
+            if not paced and pending > self.queue_bytes * HARD_LIMIT_FACTOR:
                 self.on_slow()
 
     def write_state(self, source: Source) -> None:
@@ -235,7 +242,12 @@ class ClientWriter:
         metrics = self._metrics
         metrics.writes += 1
         metrics.bytes_out += len(data)
-        if transport.get_write_buffer_size() > self.queue_bytes:
+        pending = transport.get_write_buffer_size()
+        self._writes += 1
+        if self._writes >= KERNEL_CHECK_EVERY:
+            self._writes = 0
+            pending += kernel_unsent(self._fd)
+        if pending > self.queue_bytes:
             self._on_backlog()
 
     def _mark_stale(self, source: Source) -> None:
@@ -276,7 +288,7 @@ class ClientWriter:
         metrics.writes += 1
         metrics.bytes_out += len(frame)
         if not self._bulk and self.transport.get_write_buffer_size() <= BULK_WATERMARK:
-            self.write(frame)
+            self.write(frame, paced=True)
             return
         if self._bulk is None:
             self._bulk = deque()
@@ -304,7 +316,7 @@ class ClientWriter:
                     return
                 frame = bulk.popleft()
                 self._bulk_bytes -= len(frame)
-                self.write(frame)
+                self.write(frame, paced=True)
         finally:
             with contextlib.suppress(Exception):
                 transport.set_write_buffer_limits(high=self.queue_bytes)
@@ -313,12 +325,16 @@ class ClientWriter:
         """Wait until the transport holds at most ``size`` unsent bytes; False if the
         writer closed meanwhile."""
         delay = _POLL_FIRST_S
-        while self.transport.get_write_buffer_size() > size:
+        while self.unsent() > size:
             if self.state is not WriterState.OPEN or self.transport.is_closing():
                 return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX_S)
         return self.state is WriterState.OPEN and not self.transport.is_closing()
+
+    def unsent(self) -> int:
+        """Bytes written and not yet sent: the transport's buffer and the kernel's queue."""
+        return self.transport.get_write_buffer_size() + kernel_unsent(self._fd)
 
     # --- backlog -------------------------------------------------------------------------
     def _on_backlog(self) -> None:
@@ -348,6 +364,21 @@ class ClientWriter:
                 self.write(frame)
             if source.tensor_stale_for(self):
                 source.tensor_resync(self)
+
+
+def kernel_unsent(fd: int) -> int:
+    """Bytes in the kernel's send queue of socket ``fd`` not yet sent (Linux
+    ``SIOCOUTQ``); 0 where the platform cannot tell."""
+    if fd < 0 or _SIOCOUTQ is None:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, _SIOCOUTQ, b"\0\0\0\0"), sys.byteorder)
+    except OSError:
+        return 0
+
+
+_SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
+"""Linux's ``SIOCOUTQ`` has the number of ``TIOCOUTQ``."""
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
