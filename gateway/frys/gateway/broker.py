@@ -1,21 +1,35 @@
 """History and positions of the stored channels: the catch-up behind ``subscribe`` with
 ``since``, and the stored head a new fan-out starts from.
 
-The hand-over from history to live delivery is where a resumed subscription could lose
-messages, so its rule is stated here once. A subscriber joins its channel's fan-out *before*
-history is read and from then on the fan-out buffers every live message for it; the
-fan-out's last delivered sequence at that moment is the **floor**: every message above it
-reaches the subscriber live. History must therefore cover ``(since, floor]`` completely.
-Batched direct gets are fast but, on a replicated stream, may be served by a replica that
-lags the leader; when their answer ends below the floor, the remainder is read from the
-stream leader (``STREAM.MSG.GET``), which holds every acknowledged message. Only if even the
-leader cannot bridge to the floor (the messages expired meanwhile) is the answer
-``recovered: false``: never a silent hole.
+The hand-over from history to live delivery is where a resumed subscription could lose or
+repeat messages, so its rule is stated here once. A subscriber joins its channel's fan-out
+*before* history is read and from then on the fan-out buffers every live message for it;
+the fan-out's last delivered sequence at that moment is the **floor**: every message above
+it reaches the subscriber live, and none at or below it does. History therefore covers
+exactly ``(since, floor]``: less would leave a hole, more would repeat what the fan-out is
+about to deliver (a replica can be *ahead* of this gateway's live feed as well as behind
+the leader).
+
+- A subscriber that joined while its fan-out was starting was given floor 0 (nothing was
+  delivered yet); its true floor is the head the fan-out then started from, which is read
+  here (:meth:`History.head`) and remembered per channel and epoch for that purpose.
+- Heads are read from the stream leader, so a fan-out never starts below an acknowledged
+  message (a replica's stale head would hold those back until the next message).
+- Batched direct gets are fast but, on a replicated stream, may be served by a replica
+  that lags the leader; when their answer ends below the floor, the remainder is read from
+  the stream leader (``STREAM.MSG.GET``), which holds every acknowledged message. Only if
+  even the leader cannot bridge to the floor (the messages expired meanwhile) is the answer
+  ``recovered: false``: never a silent hole.
+
+The fan-out's own gap recovery (:meth:`History.after`) may read from a lagging replica
+without harm: the message that revealed the gap names its predecessor
+(``Nats-Last-Sequence``), so a short answer only repeats the recovery, it cannot skip.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +47,10 @@ MAX_BRIDGE = 10_000
 """Messages read one by one from the leader to bridge a lagging replica's answer; a
 larger hole is answered ``recovered: false`` rather than held in memory."""
 
+MAX_HEADS = 10_000
+"""Fan-out heads remembered (the newest starts); a head is needed only between a fan-out's
+start and the catch-up of the subscribers that joined while it started."""
+
 
 @dataclass(frozen=True, slots=True)
 class CatchUp:
@@ -47,6 +65,8 @@ class History:
     def __init__(self, bus: Bus, subjects: Subjects):
         self._bus = bus
         self._subjects = subjects
+        self._heads: OrderedDict[Channel, tuple[str, int]] = OrderedDict()
+        """Per channel, the epoch and sequence the newest fan-out started from."""
 
     def stream_of(self, kind: ChannelKind) -> str:
         s = self._subjects
@@ -56,15 +76,22 @@ class History:
         return self._bus.epochs.get(kind, "")
 
     async def catch_up(self, channel: Channel, since: f.Position, floor: int) -> CatchUp:
-        """Everything stored on ``channel`` after ``since`` up to at least ``floor``."""
+        """Everything stored on ``channel`` in ``(since, floor]``, where ``floor`` is the
+        fan-out's last delivered sequence when the subscriber joined it."""
         bus = self._bus
         stream = self.stream_of(channel.kind)
         subject = self._subjects.channel(channel)
         first, _last, epoch = await bus.stream_bounds(stream)
         bus.epochs[channel.kind] = epoch
+        started = self._heads.get(channel)
+        if started is not None and started[0] == epoch:
+            floor = max(floor, started[1])
         if since.epoch != epoch or since.seq + 1 < first:
             return CatchUp(False, epoch, [], floor)
-        replay = await bus.stored_after(stream, subject, since.seq)
+        if since.seq >= floor:
+            # The client is at or past the fan-out: everything it lacks comes live.
+            return CatchUp(True, epoch, [], since.seq)
+        replay = await bus.stored_after(stream, subject, since.seq, through=floor)
         reached = replay[-1].seq if replay else since.seq
         if reached < floor:
             bridged = await self._from_leader(stream, subject, reached, floor)
@@ -72,10 +99,7 @@ class History:
                 log.warning("history of %s could not reach %d from %d", channel, floor, reached)
                 return CatchUp(False, epoch, [], floor)
             replay += bridged
-            if replay:
-                reached = replay[-1].seq
-        after = max(reached, since.seq)
-        return CatchUp(True, epoch, replay, after)
+        return CatchUp(True, epoch, replay, floor)
 
     async def _from_leader(
         self, stream: str, subject: str, after: int, floor: int
@@ -93,20 +117,25 @@ class History:
             except nats.js.errors.NotFoundError:
                 return None
             got = int(raw.seq or 0)
-            if got <= seq:
+            if got <= seq or got > floor:
+                # The floor itself is a message the fan-out delivered: it must be found.
                 return None
-            if got > floor:
-                break
             out.append(StoredMsg(seq=got, data=raw.data or b"", headers=raw.headers or {}))
             seq = got
-        if seq < floor:
-            # The floor itself is a message the fan-out delivered: it must be found.
-            return None
         return out
 
     async def head(self, kind: ChannelKind, channel: Channel) -> StoredMsg | None:
-        """The newest stored message of ``channel`` (a new fan-out starts after it)."""
-        return await self._bus.last_stored(self.stream_of(kind), self._subjects.channel(channel))
+        """The newest stored message of ``channel``, read from the stream leader: a new
+        fan-out starts after it, and it is the floor of whoever joined meanwhile."""
+        stored = await self._bus.last_stored(
+            self.stream_of(kind), self._subjects.channel(channel), leader=True
+        )
+        heads = self._heads
+        heads[channel] = (self.epoch(kind), stored.seq if stored is not None else 0)
+        heads.move_to_end(channel)
+        while len(heads) > MAX_HEADS:
+            heads.popitem(last=False)
+        return stored
 
     async def after(self, kind: ChannelKind, channel: Channel, seq: int) -> list[StoredMsg]:
         """Stored messages of ``channel`` after ``seq`` (gap recovery)."""

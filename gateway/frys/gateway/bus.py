@@ -278,20 +278,34 @@ class Bus:
     ) -> Msg:
         return await self.nc.request(subject, payload, timeout=timeout_s, headers=headers)
 
-    async def last_stored(self, stream: str, subject: str) -> StoredMsg | None:
-        """The newest stored message on ``subject`` (the state snapshot), if any."""
+    async def last_stored(
+        self, stream: str, subject: str, leader: bool = False
+    ) -> StoredMsg | None:
+        """The newest stored message on ``subject`` (the state snapshot), if any.
+
+        A direct get may be served by a replica that lags the leader; ``leader`` reads from
+        the stream leader (``STREAM.MSG.GET``), which holds every acknowledged message."""
         try:
-            raw = await self.js.get_last_msg(stream, subject, direct=True)
+            raw = await self.js.get_last_msg(stream, subject, direct=not leader)
         except nats.js.errors.NotFoundError:
             return None
         return StoredMsg(seq=int(raw.seq or 0), data=raw.data or b"", headers=raw.headers or {})
 
     async def stored_after(
-        self, stream: str, subject: str, after_seq: int, batch: int = 256, timeout_s: float = 5.0
+        self,
+        stream: str,
+        subject: str,
+        after_seq: int,
+        batch: int = 256,
+        timeout_s: float = 5.0,
+        through: int | None = None,
     ) -> list[StoredMsg]:
-        """Every stored message on ``subject`` with a sequence above ``after_seq``, in order.
+        """Every stored message on ``subject`` with a sequence above ``after_seq`` (and not
+        above ``through`` when given), in order.
 
         Uses batched direct gets (no consumer is created), looping until nothing is pending.
+        On a replicated stream the answer may end early (a lagging replica served it): the
+        caller that needs a complete range checks where it ends.
         """
         out: list[StoredMsg] = []
         queue: asyncio.Queue[Msg] = asyncio.Queue()
@@ -319,9 +333,11 @@ class Bus:
                         pending = int(headers.get("Nats-Num-Pending", "0"))
                         break
                     seq = int(headers["Nats-Sequence"])
+                    if through is not None and seq > through:
+                        return out
                     out.append(StoredMsg(seq=seq, data=msg.data, headers=headers))
                     start = seq + 1
-                if pending == 0:
+                if pending == 0 or (through is not None and start > through):
                     return out
         finally:
             await sub.unsubscribe()
