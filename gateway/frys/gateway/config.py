@@ -68,6 +68,10 @@ class GatewayConfig:
     max_invalid_frames: int = 20
     ping_interval_s: float = 25.0
     request_timeout_ms: int = 5000
+    relay_max_streams_per_channel: int = 64
+    relay_memory_bytes: int = 256 * 1024 * 1024
+    relay_idle_s: float = 300.0
+    max_tensor_streams_per_session: int = 16
     publish_ack_timeout_s: float = 5.0
     """Longest wait for the stream to confirm a stored publish; then 504 (retry, same mid)."""
     max_request_timeout_ms: int = 60000
@@ -132,6 +136,10 @@ class GatewayConfig:
             "max_invalid_frames",
             "request_timeout_ms",
             "publish_ack_timeout_s",
+            "relay_max_streams_per_channel",
+            "relay_memory_bytes",
+            "relay_idle_s",
+            "max_tensor_streams_per_session",
             "max_request_timeout_ms",
             "events_max_age_s",
             "events_max_bytes",

@@ -238,6 +238,8 @@ class CoreLimits:
     max_request_timeout_ms: int
     max_invalid_frames: int
     jwt_leeway_s: float
+    max_tensor_streams: int = 16
+    """Distinct (channel, tensor stream) a session may publish on."""
 
     def announced(self) -> dict[str, int]:
         """``connected.limits`` (docs/protocol.md §9)."""
@@ -290,6 +292,7 @@ class SessionCore:
         "sid",
         "state",
         "subs",
+        "tensor_streams",
     )
 
     def __init__(
@@ -312,6 +315,7 @@ class SessionCore:
         self.name = ""
         self.caps: tuple[str, ...] = ()
         self.subs: dict[Channel, Sub] = {}
+        self.tensor_streams: set[tuple[Channel, int]] = set()
         self.invalid_frames = 0
         self.close_code: int | None = None
 
@@ -451,11 +455,13 @@ class SessionCore:
             case f.Outcome():
                 return self._on_outcome(frame)
             case f.Resync():
-                return self._on_subscribed_op(
-                    frame.ch, frame.id, lambda ch: Resync(ch, frame.stream, frame.id)
-                )
+                stream, ref = frame.stream, frame.id
+                if not self._rate_ok():
+                    return [_error(ErrorCode.LIMIT_EXCEEDED, "resync rate exceeded", ref)]
+                return self._on_subscribed_op(frame.ch, ref, lambda ch: Resync(ch, stream, ref))
             case f.Stats():
-                return self._on_subscribed_op(frame.ch, frame.id, lambda ch: Stats(ch, frame.id))
+                ref = frame.id
+                return self._on_subscribed_op(frame.ch, ref, lambda ch: Stats(ch, ref))
             case f.Connect():
                 return [_error(ErrorCode.BAD_REQUEST, "already connected", frame.id)]
             case _:
@@ -562,6 +568,12 @@ class SessionCore:
             if isinstance(checked, Send):
                 return [checked]
             stream = checked
+            key = (channel, stream)
+            if key not in self.tensor_streams:
+                if len(self.tensor_streams) >= self._limits.max_tensor_streams:
+                    reason = f"at most {self._limits.max_tensor_streams} tensor streams"
+                    return [_error(ErrorCode.LIMIT_EXCEEDED, reason, frame.id)]
+                self.tensor_streams.add(key)
         return [Publish(channel, frame, stream)]
 
     def _on_request(self, frame: f.Request) -> list[Action]:

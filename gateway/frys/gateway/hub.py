@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -32,7 +33,7 @@ from frys.gateway.broker import History
 from frys.gateway.bus import Bus, StoredMsg
 from frys.gateway.metrics import Metrics
 from frys.gateway.telemetry import GatewayTelemetry
-from frys.gateway.tensors import TensorRelay
+from frys.gateway.tensors import RelayBudget, RelayLimits, TensorRelay
 from frys.gateway.wsframe import binary_frame, text_frame
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind
@@ -181,6 +182,9 @@ class Fanout:
             self.ready.set()
 
     async def close(self) -> None:
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
         if self._counted:
             self._counted = False
             self.hub.metrics.nats_subscriptions -= 1
@@ -432,7 +436,7 @@ class Fanout:
     @property
     def relay(self) -> TensorRelay:
         if self._relay is None:
-            self._relay = TensorRelay(self)
+            self._relay = TensorRelay(self, self.hub.relay_limits, self.hub.relay_budget)
         return self._relay
 
     @property
@@ -491,8 +495,12 @@ class Hub:
         history: History,
         metrics: Metrics,
         telemetry: GatewayTelemetry | None = None,
+        relay_limits: RelayLimits | None = None,
     ):
         self.bus = bus
+        self.relay_limits = relay_limits or RelayLimits()
+        self.relay_budget = RelayBudget(self.relay_limits.memory_bytes)
+        """Replica memory across every tensor stream this gateway relays."""
         self.history = history
         self.metrics = metrics
         self.telemetry = telemetry
@@ -613,6 +621,18 @@ class Hub:
             for key, value in fan.relay.totals().items():
                 totals[key] = totals.get(key, 0) + value
         return totals
+
+    def expire(self, now: float) -> None:
+        """Forget idle tensor streams and stale chunk sets (called periodically)."""
+        for fan in list(self.fanouts.values()):
+            if fan.has_relay:
+                fan.relay.expire(now)
+
+    async def sweep(self, interval_s: float = 5.0) -> None:
+        """Run :meth:`expire` every ``interval_s`` until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.expire(time.monotonic())
 
     async def _after_reconnect(self) -> None:
         for fan in list(self.fanouts.values()):

@@ -31,7 +31,7 @@ from frys.gateway.presence import Presence
 from frys.gateway.publisher import Publisher
 from frys.gateway.session import Services, Session
 from frys.gateway.telemetry import GatewayTelemetry
-from frys.gateway.tensors import TensorPublishers
+from frys.gateway.tensors import RelayLimits, TensorPublishers
 from frys.shared import telemetry as otel
 from frys.shared.protocol.codec import unpack_data
 from frys.shared.protocol.errors import CloseCode
@@ -67,7 +67,18 @@ class Gateway:
             tensor_totals=lambda: self.hub.tensor_totals(),
         )
         self.history = History(self.bus, self.subjects)
-        self.hub = Hub(self.bus, self.history, self.metrics, self.telemetry)
+        self.hub = Hub(
+            self.bus,
+            self.history,
+            self.metrics,
+            self.telemetry,
+            RelayLimits(
+                max_streams_per_channel=config.relay_max_streams_per_channel,
+                memory_bytes=config.relay_memory_bytes,
+                idle_s=config.relay_idle_s,
+            ),
+        )
+        self._sweeper: asyncio.Task[None] | None = None
         self.verifier = TokenVerifier(config)
         secret = (config.resume_secret or config.jwt_secret or secrets.token_hex(16)).encode()
         self.resume_tokens = ResumeTokens(secret)
@@ -104,6 +115,7 @@ class Gateway:
                 max_request_timeout_ms=config.max_request_timeout_ms,
                 max_invalid_frames=config.max_invalid_frames,
                 jwt_leeway_s=config.jwt_leeway_s,
+                max_tensor_streams=config.max_tensor_streams_per_session,
             ),
             verify=self.verifier.verify,
             resume=self.resume_tokens,
@@ -159,6 +171,7 @@ class Gateway:
         await self.bus.subscribe(self.subjects.keyframe_requests_all, self._on_keyframe_request)
         await self.history.watch(self.hub.epoch_seen)
         await self.placement.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self.hub.sweep())
         self.phase = Phase.SERVING
         self.started.set()
         log.info("gateway %s serving at %s", self.config.gateway_id, self.config.advertised_url)
@@ -202,6 +215,8 @@ class Gateway:
         """Drain, then release everything; each step is bounded so the process exits."""
         await self.drain()
         self.phase = Phase.STOPPED
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for step in (
             self.placement.stop(),
             self.peers.stop(),

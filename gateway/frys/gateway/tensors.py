@@ -31,6 +31,7 @@ from frys.shared.tensor import (
     read_header,
     split_frame,
 )
+from frys.shared.tensor.dtypes import BY_CODE
 
 
 class Subscriber(Protocol):
@@ -68,6 +69,37 @@ TOTAL_FIGURES = (
 )
 """Stream figures summed per gateway on ``/metrics``."""
 APPLY_IN_THREAD_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    """Bounds of what one gateway's relays hold (docs/protocol.md §14.3): whatever
+    publishers and subscribers send, replica memory, streams and requests stay bounded."""
+
+    max_streams_per_channel: int = 64
+    memory_bytes: int = 256 * 1024 * 1024
+    """Decoded replica state across every stream of the gateway."""
+    idle_s: float = 300.0
+    """A stream without frames for this long is forgotten (its replica freed)."""
+
+
+class RelayBudget:
+    """Replica bytes held across a gateway, reserved before a keyframe is decoded."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    def reserve(self, nbytes: int) -> bool:
+        if self.used + nbytes > self.limit:
+            return False
+        self.used += nbytes
+        return True
+
+    def release(self, nbytes: int) -> None:
+        self.used = max(0, self.used - nbytes)
+
+
 """Frames larger than this are applied to the replica in a worker thread."""
 
 
@@ -149,21 +181,95 @@ class StreamRelay:
     applying: bool = False
     waiting: set[Subscriber] = field(default_factory=set)
     """Subscribers to resynchronise once the worker has caught up."""
+    reserved: int = 0
+    """Replica bytes reserved in the gateway's budget for this stream's state."""
+    over_budget: bool = False
+    """The last keyframe did not fit the budget: frames are forwarded, state not kept."""
+    last_frame: float = field(default_factory=time.monotonic)
 
 
 class TensorRelay:
     """The tensor streams of one channel."""
 
-    def __init__(self, fanout: RelayHost):
-        self.fanout = fanout
+    def __init__(
+        self,
+        fanout: RelayHost,
+        limits: RelayLimits | None = None,
+        budget: RelayBudget | None = None,
+    ):
+        self.fanout: RelayHost | None = fanout
+        self.limits = limits or RelayLimits()
+        self.budget = budget or RelayBudget(self.limits.memory_bytes)
         self.streams: dict[int, StreamRelay] = {}
+        self.refused = 0
+        """Frames dropped: beyond the stream limit or the memory budget."""
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _stream(self, stream_id: int) -> StreamRelay:
+    @property
+    def host(self) -> RelayHost:
+        assert self.fanout is not None, "relay used after close"
+        return self.fanout
+
+    def _stream(self, stream_id: int) -> StreamRelay | None:
         relay = self.streams.get(stream_id)
         if relay is None:
+            if len(self.streams) >= self.limits.max_streams_per_channel:
+                self.refused += 1
+                return None
             relay = self.streams[stream_id] = StreamRelay(stream_id)
         return relay
+
+    def close(self) -> None:
+        """The channel has no subscriber left here: free every replica and drop the link
+        to the fanout (the two refer to each other)."""
+        for relay in self.streams.values():
+            self._free(relay)
+        self.streams.clear()
+        for task in self._tasks:
+            task.cancel()
+        self.fanout = None
+
+    def _free(self, relay: StreamRelay) -> None:
+        self.budget.release(relay.reserved)
+        relay.reserved = 0
+        relay.replica.reset()
+        relay.synced = False
+
+    def expire(self, now: float) -> int:
+        """Forget streams idle for ``idle_s`` and incomplete chunk sets past their time;
+        the number of streams forgotten."""
+        idle = [
+            sid
+            for sid, relay in self.streams.items()
+            if now - relay.last_frame > self.limits.idle_s and not relay.applying
+        ]
+        for sid in idle:
+            self._free(self.streams.pop(sid))
+        for relay in self.streams.values():
+            relay.assembler.expire(now)
+        return len(idle)
+
+    def _admit_keyframe(self, relay: StreamRelay, header: KeyframeHeader) -> bool:
+        """Reserve the memory a keyframe's state takes, before it is decoded."""
+        element = BY_CODE.get(header.dtype_code)
+        if element is None:
+            return False
+        nbytes = element.itemsize
+        for dim in header.shape:
+            nbytes *= dim
+        if nbytes == relay.reserved:
+            return True
+        self.budget.release(relay.reserved)
+        relay.reserved = 0
+        if not self.budget.reserve(nbytes):
+            self.refused += 1
+            relay.replica.reset()
+            relay.synced = False
+            relay.over_budget = True
+            return False
+        relay.reserved = nbytes
+        relay.over_budget = False
+        return True
 
     # --- frames from NATS ----------------------------------------------------------------
     def route(
@@ -178,6 +284,9 @@ class TensorRelay:
         except TensorError:
             return set()
         relay = self._stream(header.stream_id)
+        if relay is None:
+            return set()
+        relay.last_frame = time.monotonic()
         relay.stats.bytes_wire += len(data)
         if published_ns is not None:
             relay.stats.latency_ms_sum += (time.time_ns() - published_ns) / 1e6
@@ -211,7 +320,7 @@ class TensorRelay:
             if sub in relay.in_sync:
                 relay.stats.conflated += 1
             relay.in_sync.discard(sub)
-            sub.tensor_conflated(self.fanout)
+            sub.tensor_conflated(self.host)
         return ready
 
     def _targets(
@@ -241,6 +350,17 @@ class TensorRelay:
         except TensorError:
             return
         if isinstance(header, ChunkHeader):
+            return
+        if isinstance(header, KeyframeHeader) and not self._admit_keyframe(relay, header):
+            # Forwarded, but not kept: joiners get a keyframe from the publishers instead.
+            relay.in_sync = set(targets)
+            return
+        if not relay.reserved:
+            # No state held here: a delta can only be forwarded. Unless the memory budget
+            # refused this stream, the publishers are asked for a keyframe.
+            relay.in_sync &= targets
+            if not relay.over_budget:
+                self.request_keyframe(relay)
             return
         behind = relay.in_sync - targets
         if isinstance(header, KeyframeHeader):
@@ -278,7 +398,7 @@ class TensorRelay:
             relay.applying = False
             waiting, relay.waiting = relay.waiting, set()
             for sub in waiting:
-                if sub in self.fanout.subscribers:
+                if self.fanout is not None and sub in self.fanout.subscribers:
                     self.resync(sub, relay.stream_id)
 
     def _lost_sync(self, relay: StreamRelay, exc: Exception) -> None:
@@ -309,13 +429,16 @@ class TensorRelay:
             relay.synced = True
         # Whoever did not receive this frame whole no longer holds the current state
         # (say, it joined while the frame's chunks were in flight): resynchronise it.
+        host = self.fanout
+        if host is None:
+            return
         for sub in behind:
-            if sub not in self.fanout.subscribers:
+            if sub not in host.subscribers:
                 continue
             if sub.tensor_ready():
                 self.resync(sub, relay.stream_id)
             else:
-                sub.tensor_conflated(self.fanout)
+                sub.tensor_conflated(host)
 
     # --- subscribers ---------------------------------------------------------------------
     def joined(self, sub: Subscriber) -> None:
@@ -343,8 +466,7 @@ class TensorRelay:
             else []
         )
         if stream_id is not None and not relays:
-            self.request_keyframe(self._stream(stream_id))
-            return False
+            return False  # a stream this gateway has not seen: nothing to serve or to ask
         served = True
         for relay in relays:
             if relay.applying:
@@ -357,7 +479,7 @@ class TensorRelay:
                 served = False
                 continue
             relay.stats.keyframes_served += 1
-            self.fanout.send_tensor(sub, split_frame(keyframe))
+            self.host.send_tensor(sub, split_frame(keyframe))
             relay.in_sync.add(sub)
         return served
 
@@ -367,7 +489,8 @@ class TensorRelay:
             return
         relay.last_request = now
         relay.stats.keyframe_requests += 1
-        self.fanout.request_keyframe(relay.stream_id)
+        if self.fanout is not None:
+            self.fanout.request_keyframe(relay.stream_id)
 
     def totals(self) -> dict[str, int]:
         """This channel's figures summed over its streams (for ``/metrics``)."""
