@@ -17,6 +17,7 @@ from aiohttp import web
 from frys.client import Client, connect
 from frys.gateway.auth import mint_token
 from frys.gateway.config import GatewayConfig
+from frys.gateway.listener import Listener
 from frys.gateway.node import Gateway
 from frys.gateway.server import build_app
 from frys.runtime.nats_process import NatsProcess
@@ -62,6 +63,7 @@ class RunningGateway:
     gateway: Gateway
     runner: web.AppRunner
     port: int
+    listener: Listener | None = None
 
     @property
     def url(self) -> str:
@@ -73,6 +75,8 @@ class RunningGateway:
 
     async def stop(self) -> None:
         await self.gateway.drain()
+        if self.listener is not None:
+            await self.listener.close()
         await self.runner.cleanup()
 
 
@@ -106,12 +110,11 @@ async def start_gateway(
     gateway = Gateway(config, telemetry or telemetry_from_env("frys-gateway", env={}))
     runner = web.AppRunner(build_app(gateway), handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    listener = Listener(runner, gateway.guard)
+    port = await listener.start("127.0.0.1", 0)
     gateway.config = dataclasses.replace(config, port=port, public_url=f"ws://127.0.0.1:{port}/ws")
     await asyncio.wait_for(gateway.started.wait(), 20)
-    return RunningGateway(gateway, runner, port)
+    return RunningGateway(gateway, runner, port, listener)
 
 
 @pytest.fixture

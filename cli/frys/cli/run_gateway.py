@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from frys.gateway.config import GatewayConfig
+from frys.gateway.listener import Listener
 from frys.gateway.node import Gateway
 from frys.gateway.server import build_app
 from frys.runtime.eventloop import install_uvloop
@@ -40,11 +41,8 @@ async def serve_gateway(
     app = build_app(gateway)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(
-        runner, config.host, config.port, reuse_port=config.workers > 1 or None, backlog=4096
-    )
-    await site.start()
-    port = site.port
+    listener = Listener(runner, gateway.guard)
+    port = await listener.start(config.host, config.port, reuse_port=config.workers > 1 or None)
     await gateway.started.wait()
     tune_gc()
     if on_ready is not None:
@@ -52,6 +50,7 @@ async def serve_gateway(
     await stop.wait()
     log.info("draining gateway %s", config.gateway_id)
     await gateway.drain()
+    await listener.close()
     await runner.cleanup()
 
 

@@ -60,6 +60,12 @@ class GatewayConfig:
 
     # session limits
     connect_timeout_s: float = 5.0
+    handshake_timeout_s: float = 10.0
+    """From TCP accept to a complete HTTP request (TLS handshake included)."""
+    max_connections: int = 250_000
+    """Connections held at most; more get 503 before any parsing (0: no limit)."""
+    max_connections_per_ip: int = 0
+    """Connections from one address (0: no limit, the setting behind a load balancer)."""
     max_frame_bytes: int = 2 * 1024 * 1024
     queue_bytes: int = 1024 * 1024
     max_subscriptions: int = 512
@@ -128,6 +134,7 @@ class GatewayConfig:
             problems.append("jwt_secret must be at least 32 bytes (RFC 7518 §3.2)")
         positive = (
             "connect_timeout_s",
+            "handshake_timeout_s",
             "max_frame_bytes",
             "queue_bytes",
             "max_subscriptions",
@@ -156,6 +163,8 @@ class GatewayConfig:
         problems += [f"{name} must be > 0" for name in positive if getattr(self, name) <= 0]
         if self.events_duplicate_window_s > self.events_max_age_s:
             problems.append("events_duplicate_window_s must not exceed events_max_age_s")
+        if self.max_connections < 0 or self.max_connections_per_ip < 0:
+            problems.append("max_connections and max_connections_per_ip must be ≥ 0")
         if self.ping_interval_s < 0 or self.jwt_leeway_s < 0 or self.reconnect_spread_ms < 0:
             problems.append("ping_interval_s, jwt_leeway_s and reconnect_spread_ms must be ≥ 0")
         if self.stream_replicas not in (1, 3, 5):

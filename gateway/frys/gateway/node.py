@@ -24,6 +24,7 @@ from frys.gateway.config import GatewayConfig
 from frys.gateway.control import Control
 from frys.gateway.core import CoreLimits
 from frys.gateway.hub import Hub
+from frys.gateway.listener import Admission, Guard
 from frys.gateway.metrics import Metrics
 from frys.gateway.peers import Peers
 from frys.gateway.placement import GatewayPlacement
@@ -100,6 +101,14 @@ class Gateway:
             self.placement.on_publish,
             ack_timeout_s=config.publish_ack_timeout_s,
         )
+        self.guard = Guard(
+            Admission(
+                max_connections=config.max_connections,
+                max_connections_per_ip=config.max_connections_per_ip,
+                handshake_timeout_s=config.handshake_timeout_s,
+            )
+        )
+        """Connection admission and the handshake deadline, ahead of aiohttp."""
         self.tensor_publishers = TensorPublishers()
         """Local sessions publishing each (channel, tensor stream): keyframe requests go to them."""
         self.services = Services(

@@ -1,9 +1,12 @@
 """HTTP surface of a gateway: the WebSocket endpoint and the operational endpoints.
 
-``/ws`` checks everything that can be checked before the upgrade (draining, Origin,
-subprotocol, an ``Authorization`` header token) and answers plain HTTP errors for those, so
-a refused client never costs a WebSocket. ``/healthz``, ``/readyz``, ``/metrics`` and
-``POST /api/publish`` serve operators and backends.
+``/ws`` checks everything that can be checked before the upgrade (draining, subprotocol, an
+``Authorization`` header token) and answers plain HTTP errors for those, so a refused client
+never costs a session. A refused Origin is the exception: it is closed with 4403 right after
+the upgrade, because a browser cannot read an HTTP status (see :func:`refuse_origin`).
+``/healthz``, ``/readyz``, ``/metrics`` and ``POST /api/publish`` serve operators and
+backends; ``/sdk/...`` and ``/ui`` serve the browser SDK and the live view
+(:mod:`frys.gateway.webroot`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from frys.gateway.auth import AuthError, Identity
 from frys.gateway.node import Gateway
 from frys.gateway.publisher import Message, PublishError
 from frys.gateway.session import Session
+from frys.gateway.webroot import sdk_file, ui_file, ui_page
 from frys.shared.protocol.channels import parse_channel
 from frys.shared.protocol.codec import CODECS, DEFAULT_CODEC, WireCodec, pack_data
-from frys.shared.protocol.errors import ChannelError, ErrorCode
+from frys.shared.protocol.errors import ChannelError, CloseCode, ErrorCode
 from frys.shared.protocol.frames import TraceContext
 from frys.shared.protocol.publish import NO_PUBLISH
 
@@ -39,6 +43,29 @@ def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
         return True
     parts = urlsplit(origin)
     return bool(parts.netloc) and parts.netloc.lower() == host.lower()
+
+
+async def refuse_origin(request: web.Request) -> web.WebSocketResponse:
+    """Refuse a page whose Origin is not allowed: upgrade, then close 4403 at once.
+
+    An HTTP 403 reaches a page only as close 1006, which the reconnect rule must treat as an
+    outage, so the page would retry forever; 4403 is a code it can read, in the range that
+    says "do not reconnect". Nothing is gained over the 403 by the other side: no session is
+    made, nothing is read (aiohttp discards whatever arrives before the client's close
+    reply, undecoded) and nothing but the close frame is sent. The first subprotocol offered
+    that Frys speaks is echoed, since a browser fails an upgrade that echoes none.
+    """
+    offered = request.headers.get("Sec-WebSocket-Protocol")
+    codec = choose_codec(offered)
+    ws = web.WebSocketResponse(
+        protocols=(codec.subprotocol,) if codec is not None and offered else (),
+        max_msg_size=4096,
+        compress=False,
+        timeout=1.0,
+    )
+    await ws.prepare(request)
+    await ws.close(code=CloseCode.ORIGIN_REFUSED, message=b"origin not allowed")
+    return ws
 
 
 def choose_codec(header: str | None) -> WireCodec | None:
@@ -67,7 +94,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         )
     origin = request.headers.get("Origin")
     if origin and not origin_allowed(origin, request.host, cfg.allowed_origins):
-        raise web.HTTPForbidden(text=f"origin {origin} not allowed")
+        log.info("origin %s refused with close %d", origin[:200], CloseCode.ORIGIN_REFUSED)
+        return await refuse_origin(request)
     offered = request.headers.get("Sec-WebSocket-Protocol")
     codec = choose_codec(offered)
     if codec is None:
@@ -176,7 +204,9 @@ def _trace_context(request: web.Request) -> TraceContext | None:
 
 
 def build_app(gateway: Gateway) -> web.Application:
-    app = web.Application(client_max_size=gateway.config.max_frame_bytes)
+    app = web.Application(
+        client_max_size=gateway.config.max_frame_bytes, middlewares=[gateway.guard.middleware()]
+    )
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/ws", ws_handler)
     # Behind a load balancer, /gw/{gateway}/ws lets an Ingress route to one specific pod.
@@ -185,6 +215,9 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/publish", api_publish)
+    app.router.add_get("/sdk/{path:.+}", sdk_file)
+    app.router.add_get("/ui", ui_page)
+    app.router.add_get("/ui/{path:.+}", ui_file)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Start in the background: /healthz answers while NATS is still being reached.

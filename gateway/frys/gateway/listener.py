@@ -1,0 +1,213 @@
+"""The gateway's listening socket: admission and the handshake deadline, before aiohttp.
+
+aiohttp parses HTTP and upgrades WebSockets, but it bounds neither how many connections
+it holds nor how long a client may take to send its request: a thousand clients sending
+an upgrade at one byte a second would hold a thousand sockets for ever. Each accepted
+connection therefore passes :class:`Guard` first:
+
+- **global and per-address limits**: over either, the connection gets a plain
+  ``503 Service Unavailable`` with ``Retry-After`` and is closed, before any parsing;
+- **handshake deadline**: a connection whose first request has not reached a handler
+  within ``handshake_timeout_s`` (TLS handshake included) is aborted.
+
+The guard sits between the event loop and aiohttp's protocol as an ordinary asyncio
+protocol that forwards every callback, so it relies on no private part of aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Retry-After: 5\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: 21\r\n"
+    b"\r\n"
+    b"too many connections\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    max_connections: int = 0
+    """Connections this gateway holds at most (0: no limit)."""
+    max_connections_per_ip: int = 0
+    """Connections from one address (0: no limit; behind a load balancer every client
+    shares its address)."""
+    handshake_timeout_s: float = 10.0
+
+
+class Guard:
+    """Counts connections and enforces :class:`Admission`."""
+
+    def __init__(self, admission: Admission):
+        self.admission = admission
+        self.total = 0
+        self.per_ip: defaultdict[str, int] = defaultdict(int)
+        self.refused = 0
+        self.timed_out = 0
+        self._deadlines: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
+
+    def admit(self, ip: str) -> bool:
+        adm = self.admission
+        if adm.max_connections and self.total >= adm.max_connections:
+            self.refused += 1
+            return False
+        if adm.max_connections_per_ip and self.per_ip[ip] >= adm.max_connections_per_ip:
+            self.refused += 1
+            return False
+        self.total += 1
+        self.per_ip[ip] += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        left = self.per_ip[ip] - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+
+    def watch(self, transport: asyncio.BaseTransport) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadlines[transport] = loop.call_later(
+            self.admission.handshake_timeout_s, self._expired, transport
+        )
+
+    def handshake_done(self, transport: asyncio.BaseTransport | None) -> None:
+        """A request reached a handler: the deadline no longer applies."""
+        if transport is not None:
+            handle = self._deadlines.pop(transport, None)
+            if handle is not None:
+                handle.cancel()
+
+    def forget(self, transport: asyncio.BaseTransport) -> None:
+        handle = self._deadlines.pop(transport, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _expired(self, transport: asyncio.BaseTransport) -> None:
+        if self._deadlines.pop(transport, None) is not None:
+            self.timed_out += 1
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            else:
+                transport.close()
+
+    def middleware(self) -> Any:
+        guard = self
+
+        @web.middleware
+        async def handshake_done(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            guard.handshake_done(request.transport)
+            return await handler(request)
+
+        return handshake_done
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """Forwards every callback to aiohttp's protocol once the guard admitted the
+    connection."""
+
+    __slots__ = ("_guard", "_inner", "_ip", "_refused", "_transport")
+
+    def __init__(self, inner: asyncio.Protocol, guard: Guard):
+        self._inner = inner
+        self._guard = guard
+        self._ip = ""
+        self._refused = False
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self._ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._guard.admit(self._ip):
+            self._refused = True
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(REFUSAL)
+            transport.close()
+            return
+        self._transport = transport
+        self._guard.watch(transport)
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return None
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._transport is not None:
+            self._guard.forget(self._transport)
+        self._guard.release(self._ip)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class Listener:
+    """One listening socket serving an aiohttp runner through a :class:`Guard`."""
+
+    def __init__(self, runner: web.BaseRunner, guard: Guard):
+        self._runner = runner
+        self.guard = guard
+        self._server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool | None = None,
+        backlog: int = 4096,
+    ) -> int:
+        server = self._runner.server
+        assert server is not None, "runner not set up"
+        guard = self.guard
+
+        def factory() -> asyncio.Protocol:
+            return GuardedProtocol(server(), guard)
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            factory,
+            host,
+            port,
+            ssl=ssl_context,
+            ssl_handshake_timeout=guard.admission.handshake_timeout_s if ssl_context else None,
+            reuse_port=reuse_port,
+            backlog=backlog,
+            family=socket.AF_INET if host and ":" not in host else socket.AF_UNSPEC,
+        )
+        sockets = self._server.sockets
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        return self.port
+
+    async def close(self) -> None:
+        """Stop accepting (open connections are the runner's to close)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
