@@ -12,10 +12,11 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,25 +73,42 @@ def _load_public_key(pem: bytes) -> _Key:
     raise ValueError("public key must be RSA or EC P-256")
 
 
-def _load_jwks(text: str) -> dict[str, _Key]:
+def _load_jwks(text: str, lenient: bool = False) -> dict[str, _Key]:
+    """Keys by id from a JWKS document. A file the operator wrote must be entirely usable;
+    an identity provider's published set (``lenient``) may also hold keys Frys has no use
+    for (encryption keys, other curves, other key types), which are skipped."""
     keys: dict[str, _Key] = {}
-    for jwk in json.loads(text).get("keys", []):
-        kid = jwk.get("kid")
-        if not kid:
-            raise ValueError("every JWKS key needs a kid")
-        kty = jwk.get("kty")
-        if kty == "RSA":
-            keys[kid] = _Key(RSAAlgorithm.from_jwk(jwk), ("RS256",))
-        elif kty == "EC":
-            if jwk.get("crv") != "P-256":
-                raise ValueError(f"key {kid}: ES256 needs the P-256 curve")
-            keys[kid] = _Key(ECAlgorithm.from_jwk(jwk), ("ES256",))
-        elif kty == "oct":
-            secret = base64.urlsafe_b64decode(jwk["k"] + "=" * (-len(jwk["k"]) % 4))
-            keys[kid] = _Key(secret, ("HS256",))
-        else:
-            raise ValueError(f"unsupported key type {kty!r}")
+    document = json.loads(text)
+    if not isinstance(document, dict) or not isinstance(document.get("keys", []), list):
+        raise ValueError("a JWKS is an object with a list of keys")
+    for jwk in document.get("keys", []):
+        try:
+            if not isinstance(jwk, dict):
+                raise ValueError("a JWKS key is an object")
+            kid = jwk.get("kid")
+            if not kid or not isinstance(kid, str):
+                raise ValueError("every JWKS key needs a kid")
+            if jwk.get("use", "sig") != "sig":
+                raise ValueError(f"key {kid}: not a signing key")
+            keys[kid] = _jwk_key(kid, jwk)
+        except (ValueError, KeyError, TypeError, jwt.PyJWTError):
+            if not lenient:
+                raise
     return keys
+
+
+def _jwk_key(kid: str, jwk: dict[str, Any]) -> _Key:
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        return _Key(RSAAlgorithm.from_jwk(jwk), ("RS256",))
+    if kty == "EC":
+        if jwk.get("crv") != "P-256":
+            raise ValueError(f"key {kid}: ES256 needs the P-256 curve")
+        return _Key(ECAlgorithm.from_jwk(jwk), ("ES256",))
+    if kty == "oct":
+        secret = base64.urlsafe_b64decode(jwk["k"] + "=" * (-len(jwk["k"]) % 4))
+        return _Key(secret, ("HS256",))
+    raise ValueError(f"unsupported key type {kty!r}")
 
 
 class TokenVerifier:
@@ -101,6 +119,11 @@ class TokenVerifier:
         self._audience = config.jwt_audience or None
         self._leeway = config.jwt_leeway_s
         self._by_kid: dict[str, _Key] = {}
+        self._remote: dict[str, _Key] = {}
+        """Keys of ``jwt_jwks_url``, replaced as a whole by each fetch."""
+        self.on_unknown_kid: Callable[[str], None] | None = None
+        """Called (synchronously) with a key id no key has: asks for a refetch of the
+        remote key set, which happens in the background."""
         self._default: _Key | None = None
         self._cache: dict[str, Identity] = {}
         if config.jwt_jwks_file:
@@ -110,6 +133,20 @@ class TokenVerifier:
             self._register(config.jwt_key_id, key)
         if config.jwt_secret:
             self._register(config.jwt_key_id, _Key(config.jwt_secret.encode(), ("HS256",)))
+
+    def set_remote_keys(self, keys: Mapping[str, _Key]) -> None:
+        """Replace the keys fetched from ``jwt_jwks_url``. Tokens verified before are
+        forgotten when a key went away or changed, so a withdrawn key stops admitting
+        anyone at once rather than when their tokens expire."""
+        withdrawn = any(keys.get(kid) != key for kid, key in self._remote.items())
+        self._remote = dict(keys)
+        if withdrawn:
+            self._cache.clear()
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        """Every key id tokens may name now."""
+        return frozenset(self._by_kid) | frozenset(self._remote)
 
     def _register(self, kid: str, key: _Key) -> None:
         if kid:
@@ -124,9 +161,14 @@ class TokenVerifier:
             raise AuthError("malformed token") from None
         kid = header.get("kid")
         if kid is not None:
-            found = self._by_kid.get(str(kid))
+            found = self._by_kid.get(str(kid)) or self._remote.get(str(kid))
             if found is None:
-                raise AuthError("unknown key id")
+                if self.on_unknown_kid is None:
+                    raise AuthError("unknown key id")
+                # Perhaps the provider rotated: the key set is fetched again (rate-limited),
+                # and the same token verifies once the new key is in.
+                self.on_unknown_kid(str(kid))
+                raise AuthError("unknown key id (key set refresh requested; retry shortly)")
             return found
         if self._default is None:
             raise AuthError("token has no key id")
@@ -181,6 +223,8 @@ class TokenVerifier:
             raise AuthError("bad signature") from None
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {type(exc).__name__}") from None
+        except (ValueError, TypeError, OverflowError, UnicodeError, RecursionError) as exc:
+            raise AuthError(f"invalid token: {type(exc).__name__}") from None
         return identity_from_claims(claims)
 
 
@@ -203,6 +247,10 @@ def _grants(claim: object) -> Grants:
     return grants
 
 
+MAX_EXP = 2**53
+"""Latest ``exp`` taken (beyond any real expiry; larger values overflow timers)."""
+
+
 def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
@@ -218,11 +266,18 @@ def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
     except ChannelError as exc:
         raise AuthError(str(exc)) from None
     exp = claims.get("exp")
+    if exp is not None and (
+        isinstance(exp, bool)
+        or not isinstance(exp, int | float)
+        or not math.isfinite(exp)
+        or not 0 <= exp <= MAX_EXP
+    ):
+        raise AuthError("exp must be a NumericDate (seconds since the epoch)")
     return Identity(
         sub=sub,
         kind=str(kind),
         grants=grants,
-        exp=int(exp) if isinstance(exp, int | float) else None,
+        exp=int(exp) if exp is not None else None,
     )
 
 

@@ -28,7 +28,10 @@ from frys.shared.protocol.errors import ChannelError, CloseCode, DecodeError, Er
 from frys.shared.protocol.frames import ENC_TENSOR
 from frys.shared.protocol.grants import Right
 from frys.shared.protocol.publish import NO_PUBLISH
-from frys.shared.tensor import KeyframeHeader, TensorError, read_header
+from frys.shared.tensor import DeltaHeader, KeyframeHeader, TensorError, read_header
+from frys.shared.tensor.dtypes import BY_CODE
+from frys.shared.tensor.frame import check_crc
+from frys.shared.tensor.limits import DEFAULT_LIMITS
 
 
 class State(enum.Enum):
@@ -642,6 +645,17 @@ def _tensor_stream(channel: Channel, frame: f.Publish) -> int | Send:
         return _error(ErrorCode.BAD_REQUEST, "a tensor frame is binary data", frame.id)
     try:
         header = read_header(frame.data)
+        if isinstance(header, KeyframeHeader | DeltaHeader):
+            # The whole frame is checked here, once, rather than by every receiver: a
+            # corrupt or impossible frame is the publisher's 400 (docs/protocol.md §14.2).
+            check_crc(frame.data, header)
+        if isinstance(header, KeyframeHeader):
+            element = BY_CODE.get(header.dtype_code)
+            if element is None:
+                raise TensorError(f"unknown dtype code {header.dtype_code}")
+            problem = DEFAULT_LIMITS.shape_violation(header.shape, element.itemsize)
+            if problem is not None:
+                raise TensorError(problem)
     except TensorError as exc:
         return _error(ErrorCode.BAD_REQUEST, f"not a tensor frame: {exc}", frame.id)
     if channel.kind is ChannelKind.EVENTS and not isinstance(header, KeyframeHeader):

@@ -26,8 +26,12 @@ from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel
 from frys.shared.protocol.errors import ErrorCode
 from frys.shared.protocol.frames import ENC_TENSOR, TraceContext
-from frys.shared.protocol.publish import route
+from frys.shared.protocol.publish import message_id, route
 from frys.shared.protocol.subjects import Subjects
+
+DATA_ERRORS = (ValueError, TypeError, OverflowError, UnicodeError, RecursionError)
+"""What packing a client's data may raise: an integer beyond 64 bits, a lone surrogate in
+a string, nesting deeper than the packer allows. The sender gets 400, nobody else notices."""
 
 _HEADER_OVERHEAD = 12
 """``NATS/1.0\\r\\n`` and the final ``\\r\\n`` around the header lines."""
@@ -104,7 +108,8 @@ class Publisher:
             if tc.tracestate:
                 headers[hdr.TRACESTATE] = tc.tracestate
         if message.mid is not None:
-            headers[hdr.MSG_ID] = message.mid
+            # Scoped to sender and channel: one stream's duplicate window spans them all.
+            headers[hdr.MSG_ID] = message_id(channel, message.sender, message.mid)
         if message.tensor:
             headers[hdr.ENC] = ENC_TENSOR
         self._count += 1

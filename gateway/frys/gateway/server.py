@@ -23,8 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from frys.gateway.auth import AuthError, Identity
 from frys.gateway.node import Gateway
-from frys.gateway.publisher import Message, PublishError
+from frys.gateway.publisher import DATA_ERRORS, Message, PublishError
 from frys.gateway.session import Session
+from frys.gateway.tls import verified_client
 from frys.gateway.webroot import sdk_file, ui_file, ui_page
 from frys.shared.protocol.channels import parse_channel
 from frys.shared.protocol.codec import CODECS, DEFAULT_CODEC, WireCodec, pack_data
@@ -113,6 +114,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         heartbeat=cfg.ping_interval_s or None,
         compress=False,
         timeout=2.0,
+        autoclose=False,  # the session answers a client's close (see Session.run)
     )
     await ws.prepare(request)
     transport = request.transport
@@ -146,16 +148,21 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def api_publish(request: web.Request) -> web.Response:
-    """Backend publish: ``{"channel": ..., "data": ..., "mid"?: ...}`` with the API key.
+    """Backend publish: ``{"channel": ..., "data": ..., "mid"?: ...}`` with the API key or
+    a client certificate the gateway's client CA verified (``tls_client_ca_file``).
 
     The body is plain JSON: ``data`` is published as it reads, ``{"$bytes": ...}``
     included (docs/protocol.md §10.5). Subject, storage, size check, headers, span and
     counters are the publisher's, as for a WebSocket ``publish``.
     """
     gw = request.app[GATEWAY_KEY]
-    key = _bearer(request) or request.headers.get("X-Api-Key", "")
-    if not key or not gw.config.api_key or not hmac.compare_digest(key, gw.config.api_key):
-        raise web.HTTPUnauthorized(text="API key required")
+    # With a client CA configured, a certificate it verified stands in for the API key.
+    certified = bool(gw.config.tls_client_ca_file) and verified_client(request) is not None
+    key = _bearer(request) or request.headers.get("X-Api-Key") or ""
+    expected = (gw.config.api_key or "").encode()
+    given = key.encode("utf-8", "surrogateescape")
+    if not certified and (not key or not expected or not hmac.compare_digest(given, expected)):
+        raise web.HTTPUnauthorized(text="API key or client certificate required")
     if request.content_length is not None and request.content_length > gw.config.max_frame_bytes:
         raise web.HTTPRequestEntityTooLarge(
             max_size=gw.config.max_frame_bytes, actual_size=request.content_length
@@ -171,11 +178,15 @@ async def api_publish(request: web.Request) -> web.Response:
             raise ValueError("mid must be a string")
     except ChannelError as exc:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise web.HTTPBadRequest(text=f"body must be JSON {{channel, data, mid?}}: {exc}") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        reason = f"body must be JSON {{channel, data, mid?}}: {type(exc).__name__}: {exc}"
+        raise web.HTTPBadRequest(text=reason[:300]) from None
     if channel.kind in NO_PUBLISH:
         raise web.HTTPBadRequest(text=f"{channel.kind.value} channels take no publish")
-    payload = pack_data(data)
+    try:
+        payload = pack_data(data)
+    except DATA_ERRORS as exc:
+        raise web.HTTPBadRequest(text=f"data cannot be carried: {exc}"[:200]) from None
     message = Message(
         channel, payload, "api", mid=mid or None, tc=_trace_context(request), source="api"
     )

@@ -28,7 +28,7 @@ from frys.gateway.hub import Fanout, Hub
 from frys.gateway.metrics import Metrics
 from frys.gateway.placement import GatewayPlacement
 from frys.gateway.presence import Presence, member_record
-from frys.gateway.publisher import Message, Published, Publisher, PublishError
+from frys.gateway.publisher import DATA_ERRORS, Message, Published, Publisher, PublishError
 from frys.gateway.tensors import TensorPublishers
 from frys.gateway.writer import ClientWriter
 from frys.shared.protocol import frames as f
@@ -53,6 +53,14 @@ FINAL_CLOSES = frozenset(
 )
 """Closes after which a session does not come back (docs/protocol.md §8.2): its presence
 ends at once. After any other, it may resume, and its leave waits for the grace."""
+
+
+_last_failure_log = 0.0
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether an endpoint may send ``code`` in a close frame (RFC 6455 §7.4)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 SLOW_CLOSE_GRACE_S = 0.5
@@ -160,7 +168,8 @@ class Session:
         metrics = self._svc.metrics
         codec = self.writer.codec
         try:
-            async for msg in self.ws:
+            while True:
+                msg = await self.ws.receive()
                 if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                     metrics.frames_in += 1
                     metrics.bytes_in += len(msg.data)
@@ -168,14 +177,48 @@ class Session:
                         frame: f.Frame | DecodeError = codec.decode_client(msg.data)
                     except DecodeError as exc:
                         frame = exc
-                    await self._apply(self.core.receive(frame))
-                elif msg.type is WSMsgType.ERROR:
+                    try:
+                        await self._apply(self.core.receive(frame))
+                    except Exception:
+                        self._failed(frame)
+                elif msg.type is WSMsgType.CLOSE:
+                    await self._closed_by_client(msg.data)
+                    break
+                elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     break
                 if self.core.state in (c.State.CLOSING, c.State.CLOSED):
                     break
         finally:
-            self.remote_close = self.ws.close_code
+            if self.remote_close is None:
+                self.remote_close = self.ws.close_code
             await self._cleanup()
+
+    async def _closed_by_client(self, code: object) -> None:
+        """The client sent a close frame: answer it with its own code (RFC 6455 §5.5.1),
+        or 1002 for a code no endpoint may send (1005, 1006, 1015, reserved ranges)."""
+        given = code if isinstance(code, int) else 0
+        self.remote_close = given or int(WSCloseCode.OK)
+        if not self.writer.close():
+            return
+        if given == 0:
+            reply = int(WSCloseCode.OK)
+        elif valid_close_code(given):
+            reply = given
+        else:
+            reply = int(WSCloseCode.PROTOCOL_ERROR)
+        self._close_task = asyncio.get_running_loop().create_task(self.ws.close(code=reply))
+
+    def _failed(self, frame: f.Frame | DecodeError) -> None:
+        """An unexpected failure on one frame: 500 to the client, one log line at most a
+        second (a client can trigger it at will; the log must not grow with it)."""
+        global _last_failure_log
+        now = time.monotonic()
+        if now - _last_failure_log >= 1.0:
+            _last_failure_log = now
+            log.exception("session %s: %s failed", self.sid, type(frame).__name__)
+        ref = getattr(frame, "id", None)
+        if self.core.state is c.State.CONNECTED:
+            self.send(f.Error(code=int(ErrorCode.INTERNAL), reason="internal error", ref=ref))
 
     async def _apply(self, actions: list[c.Action]) -> None:
         for action in actions:
@@ -200,7 +243,8 @@ class Session:
                     self._svc.metrics.requests += 1
                     self._spawn(self._request(action))
                 case c.FetchOutcome(channel, frame):
-                    self._spawn(self._answer(self._svc.control.outcome(channel, frame)))
+                    sub = self.identity.sub if self.identity is not None else ""
+                    self._spawn(self._answer(self._svc.control.outcome(channel, frame, sub)))
                 case c.QueryPresence(channel, ref):
                     self._spawn(self._presence(channel, ref))
                 case c.Resync(channel, stream, ref):
@@ -427,9 +471,15 @@ class Session:
             if key not in self.tensor_keys:
                 self.tensor_keys.add(key)
                 self._svc.tensor_publishers.add(channel, action.tensor_stream, self)
+        try:
+            payload = pack_data(frame.data)
+        except DATA_ERRORS as exc:
+            reason = f"data cannot be carried: {exc}"[:200]
+            self.send(f.Error(code=int(ErrorCode.BAD_REQUEST), reason=reason, ref=frame.id))
+            return
         message = Message(
             channel,
-            pack_data(frame.data),
+            payload,
             identity.sub,
             mid=frame.mid,
             tc=frame.tc,

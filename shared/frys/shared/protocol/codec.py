@@ -437,8 +437,19 @@ def decode_json(data: str | bytes, ops: Mapping[str, type[f.Frame]] = f.ALL_OPS)
     try:
         obj = json.loads(data, object_hook=_json_object_hook)
     except Exception as exc:
-        raise DecodeError(f"not valid JSON: {type(exc).__name__}") from None
+        raise DecodeError(f"not valid JSON: {type(exc).__name__}", ref=_json_ref(data)) from None
     return from_object(obj, ops)
+
+
+def _json_ref(data: str | bytes) -> int | None:
+    """The ``id`` of a JSON frame whose content failed (a bad ``$bytes``, say), so the
+    error names the request; ``None`` when even plain JSON does not parse."""
+    try:
+        obj = json.loads(data)
+    except Exception:
+        return None
+    ref = obj.get("id") if isinstance(obj, dict) else None
+    return ref if isinstance(ref, int) and not isinstance(ref, bool) and ref >= 0 else None
 
 
 # --- one object per subprotocol ------------------------------------------------------------
