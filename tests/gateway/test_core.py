@@ -290,3 +290,15 @@ def test_too_many_invalid_frames_close_with_1008() -> None:
 
 def test_ping_is_answered_with_pong() -> None:
     assert sends(connected().receive(f.Ping(id=4))) == [f.Pong(id=4)]
+
+
+def test_the_spec_draws_the_state_table_of_the_core() -> None:
+    import re
+    from pathlib import Path
+
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    section = spec[spec.index("### 5.1 States") : spec.index("### 5.2")]
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)`[^|]*\| `(\w+)` \|$", section, re.M)
+    documented = {(c.State(a), c.Event(e)): c.State(n) for a, e, n in rows}
+    coded = {(state, event): nxt for state, row in c.EVENTS.items() for event, nxt in row.items()}
+    assert documented == coded
