@@ -379,7 +379,17 @@ async def test_http_checks_before_upgrade(
         await ws.close()
         return 101
 
-    assert await status(origin="https://evil.example") == 403
+    # A refused Origin is upgraded and closed with 4403 at once, a code a browser can read.
+    refused = await http.ws_connect(
+        gateway.url, origin="https://evil.example", protocols=("frys.v1.json",)
+    )
+    assert refused.protocol == "frys.v1.json"
+    closing = await refused.receive(timeout=5)
+    assert (closing.type, closing.data, closing.extra) == (
+        aiohttp.WSMsgType.CLOSE,
+        CloseCode.ORIGIN_REFUSED,
+        "origin not allowed",
+    )
     assert await status(origin="https://designer.example") == 101
     assert await status(protocols=("frys.v9.xml",)) == 400
     assert await status(headers={"Authorization": "Bearer garbage"}) == 401

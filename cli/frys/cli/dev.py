@@ -51,15 +51,25 @@ async def _dev(nats: NatsProcess, host: str, port: int, engine: bool) -> None:
     token = mint_token(secret, "dev", DEV_GRANTS, ttl_s=7 * 86400)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    backend = None
+    demo = None
 
     async def ready(gateway: Gateway, bound_port: int) -> None:
-        nonlocal backend
+        nonlocal demo
         url = f"ws://{host}:{bound_port}/ws"
-        if engine:
-            from frys.cli.demo_engine import start_demo_engine
+        view = f"http://{host}:{bound_port}/ui#token={token}"
+        from frys.cli.demo_engine import DEMO_WORKFLOW, start_demo_engine
 
-            backend = await start_demo_engine(nats.url)
+        if engine:
+            demo = await start_demo_engine(nats.url, url, secret)
+            view += f"&wf={DEMO_WORKFLOW}"
+        origins = config.allowed_origins
+        allowed = (
+            "any page (*)"
+            if "*" in origins
+            else ", ".join((*origins, "same-origin pages"))
+            if origins
+            else "same-origin pages"
+        )
         print(
             "Frys WebSocket dev is running (Ctrl-C stops it)\n"
             f"  WebSocket   {url}\n"
@@ -67,15 +77,22 @@ async def _dev(nats: NatsProcess, host: str, port: int, engine: bool) -> None:
             f"  NATS        {nats.url}  (JetStream, data in a temporary directory)\n"
             f"  API key     {api_key}\n"
             f"  JWT secret  {secret}\n"
+            f"  Origins     {allowed}\n"
+            f"  View        {view}\n"
             f"  Dev token   {token}\n"
             f"\nexport FRYS_URL={url} FRYS_TOKEN={token}\n"
-            + ("  Engine      demo engine answers requests on wf:*:control\n" if engine else ""),
+            + (
+                "  Engine      demo engine answers requests on wf:*:control and runs workflow "
+                f"{DEMO_WORKFLOW} with two agents\n"
+                if engine
+                else ""
+            ),
             flush=True,
         )
 
     try:
         await serve_gateway(config, stop, ready)
     finally:
-        if backend is not None:
-            await backend.close()
+        if demo is not None:
+            await demo.close()
     print("Frys WebSocket dev stopped", file=sys.stderr, flush=True)

@@ -58,6 +58,7 @@ class CloseCode(enum.IntEnum):
     TOKEN_EXPIRED = 4003
     BAD_CONNECT = 4400
     UNAUTHORIZED = 4401
+    ORIGIN_REFUSED = 4403
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,11 @@ CLOSE_TABLE: dict[CloseCode, CloseInfo] = {
         ),
         CloseInfo(CloseCode.BAD_CONNECT, Reconnect.NO, "first frame was not a valid connect"),
         CloseInfo(CloseCode.UNAUTHORIZED, Reconnect.WITH_NEW_TOKEN, "token rejected at connect"),
+        CloseInfo(
+            CloseCode.ORIGIN_REFUSED,
+            Reconnect.NO,
+            "the page's Origin is not allowed; sent right after the upgrade, before any frame",
+        ),
     )
 }
 
