@@ -1,10 +1,28 @@
 """The backend helper: a workflow engine's side of Frys, straight over NATS.
 
 The engine publishes state and events into the same streams the gateways read, sends
-messages to agent inboxes, and serves control commands. Commands execute at most once per
-command id: before running a handler the helper claims ``{workflow}.{cid}`` in the control
-KV bucket; a retry of a claimed id waits for, and returns, the recorded outcome instead of
-running again, whichever engine replica or gateway it arrives through.
+messages to agent inboxes, and serves control commands.
+
+Commands execute at most once per command id and sender: before running a handler the
+helper claims the command's record (:func:`~frys.shared.protocol.control.command_key`) in
+the control KV bucket; a retry of a claimed id waits for, and returns, the recorded outcome
+instead of running again, whichever engine replica or gateway it arrives through. The rule
+holds through the loss of the bucket's leader, which makes any write fail for a few
+seconds:
+
+- a claim is written with an owner token, so a claim that landed without its answer being
+  seen is recognised as this engine's own on the retry, not mistaken for another's;
+- the caller is answered as soon as the command ran; the outcome is then written until it
+  lands (bounded backoff, logged), never dropped;
+- a claim whose execution may have happened is never released nor taken over. A claim
+  still pending after :attr:`Backend.claim_lease_s` (its engine died mid-command) gets the
+  outcome ``{"error": "outcome_unknown", ...}``, recorded once, by compare-and-set, and
+  that is what every later retry receives: a definite answer, never a second execution;
+- a claim that gets no answer in time is answered ``{"error": "unavailable", ...}``: the
+  command did not run, and the same id may be sent again. The claim may still land later
+  (a write waits in the bucket's log until it has a quorum again), so the engine settles
+  it in the background and withdraws it if it did;
+- records are read from the bucket's leader: a replica may lag a write just made.
 """
 
 from __future__ import annotations
@@ -12,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +51,9 @@ from opentelemetry.trace import SpanKind, TracerProvider
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind, parse_channel, workflow_channel
 from frys.shared.protocol.codec import pack_data, unpack_data
-from frys.shared.protocol.control import Outcome, outcome_key, parse_outcome
+from frys.shared.protocol.control import Outcome, command_key, parse_outcome, record_location
 from frys.shared.protocol.frames import ENC_TENSOR
-from frys.shared.protocol.publish import route
+from frys.shared.protocol.publish import message_id, route
 from frys.shared.protocol.subjects import DEFAULT_PREFIX, Subjects
 from frys.shared.tensor import Precision, TensorEncoder
 
@@ -53,6 +73,31 @@ class Command:
 
 
 Handler = Callable[[Command], Awaitable[Any]]
+
+TRANSIENT: tuple[type[Exception], ...] = (TimeoutError, nats.errors.Error)
+"""Failures of a KV operation that say nothing about the record (no leader yet, no
+answer in time, a reconnect): the operation is tried again. Refusals the record explains
+(wrong last revision, no such key) are told apart before these are caught."""
+
+OUTCOME_UNKNOWN = "outcome_unknown"
+UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    revision: int
+    owner: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    outcome: Outcome
+
+
+class _Unanswered(Exception):
+    """No definite answer in time (another engine is still executing the command): the
+    caller gets no reply, a 504, and retries with the same id."""
 
 
 class Backend:
@@ -81,9 +126,20 @@ class Backend:
         self._keyframe_wanted: set[tuple[Channel, int]] = set()
         self._kf_channels: set[Channel] = set()
         self.executed = 0
-        self.claim_lease_s = 120.0
-        """A pending claim older than this is taken over (its engine died mid-command)."""
         """Commands whose handler ran (retries answered from the record do not count)."""
+        self.claim_lease_s = 120.0
+        """A claim still pending this long after it was made belongs to an engine that died
+        mid-command: its outcome is recorded as unknown. Longer than the longest request
+        timeout, so a live engine's command never reaches it."""
+        self.claim_timeout_s = 30.0
+        """How long a claim is retried while the bucket cannot take writes; then the caller
+        is told the command did not run."""
+        self.outcome_wait_s = 60.0
+        """How long a retry waits for the outcome of a command another engine executes."""
+        self.retry_cap_s = 2.0
+        """Longest pause between two attempts of a KV write."""
+        self.close_wait_s = 5.0
+        """How long :meth:`close` lets commands in flight finish and record their outcome."""
 
     @classmethod
     async def connect(
@@ -93,12 +149,48 @@ class Backend:
         prefix: str = DEFAULT_PREFIX,
         name: str = "engine",
         tracer_provider: TracerProvider | None = None,
+        creds_file: str = "",
+        nkey_seed_file: str = "",
+        user: str = "",
+        password: str = "",
+        token: str = "",
+        tls: ssl.SSLContext | None = None,
+        tls_ca_file: str = "",
+        tls_cert_file: str = "",
+        tls_key_file: str = "",
+        tls_hostname: str = "",
     ) -> Backend:
+        """Connect to the NATS the gateways use, with the same credentials a gateway has
+        there (the ``FRYS_NATS_*`` settings; one of ``creds_file``, ``nkey_seed_file``,
+        ``user`` and ``password``, ``token``).
+
+        TLS: pass a ready ``tls`` context, or the ``tls_*`` files (a CA in place of the
+        system store; a certificate and key for servers that verify clients); a
+        ``tls://`` URL alone uses the system store."""
+        options: dict[str, Any] = {}
+        if creds_file:
+            options["user_credentials"] = creds_file
+        if nkey_seed_file:
+            options["nkeys_seed"] = nkey_seed_file
+        if user:
+            options.update(user=user, password=password)
+        if token:
+            options["token"] = token
+        if tls is None and (tls_ca_file or tls_cert_file):
+            tls = ssl.create_default_context(cafile=tls_ca_file or None)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            if tls_cert_file:
+                tls.load_cert_chain(tls_cert_file, tls_key_file or None)
+        if tls is not None:
+            options["tls"] = tls
+        if tls_hostname:
+            options["tls_hostname"] = tls_hostname
         nc = await nats.connect(
             servers=[u.strip() for u in nats_url.split(",")],
             name=f"frys-backend:{name}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.25,
+            **options,
         )
         return cls(nc, prefix, name, tracer_provider)
 
@@ -106,6 +198,10 @@ class Backend:
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        # Commands in flight finish and record their outcome: a record cut short stays
+        # pending and its retries would end as outcome_unknown.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.close_wait_s)
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
@@ -118,10 +214,10 @@ class Backend:
         await self.close()
 
     # --- publishing ---------------------------------------------------------------------
-    def _headers(self, mid: str | None) -> dict[str, str]:
+    def _headers(self, channel: Channel, mid: str | None) -> dict[str, str]:
         headers = {hdr.FROM: self.name}
         if mid is not None:
-            headers[hdr.MSG_ID] = mid
+            headers[hdr.MSG_ID] = message_id(channel, self.name, mid)
         return headers
 
     async def publish(
@@ -131,7 +227,7 @@ class Backend:
         ch = parse_channel(channel) if isinstance(channel, str) else channel
         target = route(self.subjects, ch)  # NotPublishable (a ValueError) on control, presence
         payload = pack_data(data)
-        headers = self._headers(mid)
+        headers = self._headers(ch, mid)
         span = None
         if self._tracing:
             span = self._tracer.start_span(
@@ -194,7 +290,7 @@ class Backend:
             await self._publish_tensor_frame(ch, frame)
 
     async def _publish_tensor_frame(self, ch: Channel, frame: bytes) -> None:
-        headers = self._headers(None)
+        headers = self._headers(ch, None)
         headers[hdr.ENC] = ENC_TENSOR
         headers[hdr.TS] = str(time.time_ns())  # relays report end-to-end latency per stream
         payload = pack_data(frame)
@@ -279,42 +375,179 @@ class Backend:
             # A command without an id (sent straight over NATS) has no record to guard it.
             await self._reply(msg, await self._run(handler, command))
             return
-        key = outcome_key(workflow, cid)
+        key = command_key(workflow, command.sender or "", cid)
         if key is None:
             await self._reply(msg, {"error": "invalid_cid", "message": "cid outside the grammar"})
             return
-        now_ms = int(time.time() * 1000)
         try:
-            await kv.create(key, Outcome(pending=True, at_ms=now_ms).encode())
-        except nats.js.errors.KeyWrongLastSequenceError:
-            if not await self._take_over_stale_claim(kv, key, now_ms):
-                recorded = await self._await_outcome(kv, key)
-                if recorded is not None:
-                    await self._reply_packed(msg, recorded.packed_reply)
-                return
+            claim = await self._claim(kv, key)
+        except _Unanswered as exc:
+            log.warning("command %s: %s", key, exc)
+            return
+        if isinstance(claim, _Recorded):
+            await self._reply_packed(msg, claim.outcome.packed_reply)
+            return
+        if claim is None:
+            await self._reply(
+                msg,
+                {
+                    "error": UNAVAILABLE,
+                    "message": "control records unavailable; the command did not run: "
+                    "send it again with the same cid",
+                },
+            )
+            return
         packed = pack_data(await self._run(handler, command))
-        await kv.put(key, Outcome(pending=False, packed_reply=packed, at_ms=now_ms).encode())
+        # The caller learns the outcome now; the record follows, however long it takes.
         await self._reply_packed(msg, packed)
+        done = Outcome(pending=False, packed_reply=packed, at_ms=claim.at_ms, owner=claim.owner)
+        await self._record(kv, key, done, claim.revision)
 
-    async def _take_over_stale_claim(self, kv: KeyValue, key: str, now_ms: int) -> bool:
-        """A claim older than the lease was left by an engine that died while executing:
-        take it over (atomically, by revision) so the command is not blocked for the
-        bucket's whole TTL. A live engine finishing later than the lease may then have
-        executed it too; the lease is longer than the longest request timeout."""
+    async def _claim(self, kv: KeyValue, key: str) -> _Claimed | _Recorded | None:
+        """Claim ``key`` for one execution, or find its outcome.
+
+        Returns the claim, the recorded outcome (another request claimed it and finished,
+        or its engine died and the outcome is now unknown), or ``None`` when the claim got
+        no definite answer within :attr:`claim_timeout_s`: the command must not run, and
+        the claim is settled in the background (:meth:`_withdraw`). Raises
+        :class:`_Unanswered` when another engine still executes it."""
+        owner = uuid.uuid4().hex
+        at_ms = int(time.time() * 1000)
+        pending = Outcome(pending=True, at_ms=at_ms, owner=owner)
+        failing_until = time.monotonic() + self.claim_timeout_s
+        waiting_until = time.monotonic() + self.outcome_wait_s
+        backoff = _Backoff(self.retry_cap_s)
+        while True:
+            try:
+                return _Claimed(await kv.create(key, pending.encode()), owner, at_ms)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass  # a record exists, possibly this very claim, written unseen
+            except TRANSIENT as exc:
+                if time.monotonic() > failing_until:
+                    self._background(self._withdraw(kv, key, pending))
+                    return None
+                backoff.note(f"claim of {key}", exc)
+                await backoff.wait()
+                continue
+            try:
+                found = await self._read(key)
+            except TRANSIENT as exc:
+                # A record exists, perhaps of a command running elsewhere: only its
+                # outcome may answer, so there is no "did not run" to give here.
+                if time.monotonic() > waiting_until:
+                    raise _Unanswered("the record cannot be read; the caller may retry") from exc
+                backoff.note(f"read of {key}", exc)
+                await backoff.wait()
+                continue
+            if found is None:
+                await asyncio.sleep(backoff.poll())
+                continue  # withdrawn (deleted) meanwhile: claim again
+            revision, record = found
+            if record is None:
+                return _Recorded(_unknown_outcome("the record is unreadable", owner))
+            if record.owner == owner:
+                return _Claimed(revision, owner, record.at_ms)
+            if not record.pending:
+                return _Recorded(record)
+            if time.time() * 1000 - record.at_ms >= self.claim_lease_s * 1000:
+                unknown = _unknown_outcome(
+                    "the engine that claimed this command stopped before recording its "
+                    "outcome; it may or may not have run",
+                    owner,
+                    record.at_ms,
+                )
+                try:
+                    await kv.update(key, unknown.encode(), last=revision)
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # recorded meanwhile: read it
+                except TRANSIENT as exc:
+                    if time.monotonic() > waiting_until:
+                        raise _Unanswered("the outcome cannot be written yet") from exc
+                    backoff.note(f"outcome of {key}", exc)
+                    await backoff.wait()
+                    continue
+                log.error("command %s: claimed and never recorded; outcome unknown", key)
+                return _Recorded(unknown)
+            if time.monotonic() > waiting_until:
+                raise _Unanswered("still executing elsewhere; the caller may retry")
+            await asyncio.sleep(backoff.poll())
+
+    async def _read(self, key: str) -> tuple[int, Outcome | None] | None:
+        """The record under ``key`` as the bucket's leader holds it: ``(revision, outcome)``
+        (outcome ``None`` when unreadable), or ``None`` when there is none. A replica may
+        lag a write this engine just made; the leader has every acknowledged one."""
+        stream, subject = record_location(self.subjects.control_bucket, key)
         try:
-            entry = await kv.get(key)
-        except Exception:
-            return False
-        outcome = parse_outcome(entry.value or b"")
-        if outcome is None or not outcome.pending:
-            return False
-        if now_ms - outcome.at_ms < self.claim_lease_s * 1000:
-            return False
-        try:
-            await kv.update(key, Outcome(pending=True, at_ms=now_ms).encode(), last=entry.revision)
-        except Exception:
-            return False
-        return True
+            raw = await self.js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        if (raw.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+            return None
+        return int(raw.seq or 0), parse_outcome(raw.data or b"")
+
+    async def _record(self, kv: KeyValue, key: str, done: Outcome, revision: int) -> None:
+        """Write the outcome over this engine's claim, retrying until it lands: a lost
+        outcome would leave the command pending and its retries unanswered."""
+        backoff = _Backoff(self.retry_cap_s)
+        while True:
+            try:
+                await kv.update(key, done.encode(), last=revision)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                # An earlier attempt landed unseen, or the claim was declared unknown.
+                try:
+                    found = await self._read(key)
+                except TRANSIENT as exc:
+                    backoff.note(f"outcome of {key}", exc)
+                    await backoff.wait()
+                    continue
+                now = found[1] if found is not None else None
+                if now is None or now.pending or now.owner != done.owner:
+                    log.error("command %s ran, but its record was settled otherwise", key)
+                return
+            except TRANSIENT as exc:
+                backoff.note(f"outcome of {key}", exc)
+                await backoff.wait()
+                continue
+            if backoff.failures:
+                log.warning("command %s: outcome recorded after %d failures", key, backoff.failures)
+            return
+
+    async def _withdraw(self, kv: KeyValue, key: str, pending: Outcome) -> None:
+        """Settle a claim given up on, for a command that did not run. An attempt whose
+        answer was lost may still land, even long after (the bucket applies it once it has
+        a quorum again), so this keeps claiming until one attempt gets a definite answer:
+        then either this engine's claim exists, and is deleted so that a retry of the id
+        can run the command, or another record does, and no attempt of this one can land
+        any more. An engine that stops before that leaves a pending claim, whose retries
+        end as ``outcome_unknown`` after the lease: never a second run."""
+        backoff = _Backoff(self.retry_cap_s)
+        deadline = time.monotonic() + self.claim_lease_s
+        while time.monotonic() < deadline:
+            try:
+                try:
+                    revision = await kv.create(key, pending.encode())
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    found = await self._read(key)
+                    if found is None:
+                        await asyncio.sleep(backoff.poll())
+                        continue
+                    revision, record = found
+                    if record is None or record.owner != pending.owner:
+                        return
+                await kv.delete(key, last=revision)
+                log.info("command %s: claim withdrawn; the command did not run", key)
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue  # changed between the read and the delete: look again
+            except TRANSIENT as exc:
+                backoff.note(f"withdrawal of {key}", exc)
+                await backoff.wait()
+        log.error("command %s: claim not withdrawn; its retries will end as unknown", key)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._command_done)
 
     async def _run(self, handler: Handler, command: Command) -> Any:
         self.executed += 1
@@ -324,24 +557,46 @@ class Backend:
             log.exception("control handler failed for %s", command.cid)
             return {"error": type(exc).__name__, "message": str(exc)}
 
-    async def _await_outcome(
-        self, kv: KeyValue, key: str, timeout_s: float = 60.0
-    ) -> Outcome | None:
-        deadline = time.monotonic() + timeout_s
-        delay = 0.005
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                entry = await kv.get(key)
-                outcome = parse_outcome(entry.value or b"")
-                if outcome is not None and not outcome.pending:
-                    return outcome
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
-        return None
-
     async def _reply(self, msg: Msg, data: Any) -> None:
         await self._reply_packed(msg, pack_data(data))
 
     async def _reply_packed(self, msg: Msg, packed: bytes) -> None:
-        if msg.reply:
+        if not msg.reply:
+            return
+        try:
             await self.nc.publish(msg.reply, packed)
+        except nats.errors.Error as exc:
+            # The caller retries with the same id and gets the recorded outcome.
+            log.warning("reply to a control command not sent: %s", exc)
+
+
+def _unknown_outcome(why: str, owner: str, at_ms: int = 0) -> Outcome:
+    reply = pack_data({"error": OUTCOME_UNKNOWN, "message": why})
+    return Outcome(pending=False, packed_reply=reply, at_ms=at_ms, owner=owner)
+
+
+class _Backoff:
+    """Pauses between attempts of a KV operation: doubling up to ``cap_s``, with a warning
+    on the first failure and every tenth."""
+
+    def __init__(self, cap_s: float):
+        self._cap_s = cap_s
+        self._delay = 0.05
+        self._poll = 0.005
+        self.failures = 0
+
+    def note(self, what: str, exc: BaseException) -> None:
+        self.failures += 1
+        if self.failures == 1 or self.failures % 10 == 0:
+            log.warning(
+                "%s failed (%s, attempt %d); retrying", what, type(exc).__name__, self.failures
+            )
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, self._cap_s)
+
+    def poll(self) -> float:
+        """The next pause while waiting for another engine's outcome (5 ms to 250 ms)."""
+        pause, self._poll = self._poll, min(self._poll * 2, 0.25)
+        return pause

@@ -1,10 +1,11 @@
 """Control commands: ``request`` → the workflow engine over NATS → ``reply``.
 
-The gateway forwards a command with its id (``Frys-Cid``) to the workflow's control subject
-and relays the engine's answer. At-most-once execution is enforced where commands execute,
-by the backend helper (:mod:`frys.client.backend`), which records each outcome under its
-command id in a KV bucket; a retried id gets the recorded outcome, and ``outcome`` reads it
-back after a reconnect.
+The gateway forwards a command with its id (``Frys-Cid``) and its sender (``Frys-From``,
+the token's ``sub``) to the workflow's control subject and relays the engine's answer.
+At-most-once execution is enforced where commands execute, by the backend helper
+(:mod:`frys.client.backend`), which records each outcome under the workflow, the sender and
+the command id in a KV bucket; a retried id gets the recorded outcome, and ``outcome`` reads
+it back after a reconnect, for the asking session's own ``sub`` only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from frys.shared.protocol import frames as f
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel
 from frys.shared.protocol.codec import pack_data
-from frys.shared.protocol.control import outcome_key, parse_outcome
+from frys.shared.protocol.control import command_key, parse_outcome, record_location
 from frys.shared.protocol.errors import ErrorCode
 
 
@@ -77,17 +78,22 @@ class Control:
                 span.end()
         return f.Reply(id=frame.id, cid=cid, data=f.Raw(msg.data))
 
-    async def outcome(self, channel: Channel, frame: f.Outcome) -> f.Frame:
-        """The recorded outcome of command ``cid`` (``ack.data``), or 404 if none yet."""
-        kv = self.bus.kv_control
-        key = outcome_key(channel.id, frame.cid)
-        entry = None
-        if kv is not None and key is not None:
+    async def outcome(self, channel: Channel, frame: f.Outcome, sender: str) -> f.Frame:
+        """The recorded outcome of command ``cid`` sent by ``sender`` (the session's
+        ``sub``) as ``ack.data``, or 404 if none yet. Another user's command of the same id
+        is another record: never shown here."""
+        key = command_key(channel.id, sender, frame.cid)
+        raw = None
+        if key is not None:
+            # Read from the bucket's leader: a replica may not have the outcome yet that
+            # the engine has just recorded (and a retry has just been answered from).
+            stream, subject = record_location(self.bus.subjects.control_bucket, key)
             try:
-                entry = await kv.get(key)
+                raw = await self.bus.js.get_last_msg(stream, subject)
             except Exception:
-                entry = None
-        outcome = parse_outcome(entry.value) if entry is not None and entry.value else None
+                raw = None
+        deleted = raw is not None and (raw.headers or {}).get("KV-Operation") in ("DEL", "PURGE")
+        outcome = parse_outcome(raw.data) if raw is not None and raw.data and not deleted else None
         if outcome is None or outcome.pending:
             return _error(ErrorCode.NOT_FOUND, "no recorded outcome for this command", frame.id)
         return f.Ack(id=frame.id, data=f.Raw(outcome.packed_reply))

@@ -10,12 +10,20 @@ drift apart.
   channel's bulk subject and reach subscribers through each gateway's tensor relay;
 - collab and agent inbox: core NATS on the channel subject, tensor frames on the bulk one;
 - control and presence: no publish (control takes ``request``; presence is the gateway's).
+
+A message id (``mid``) belongs to its sender and channel: :func:`message_id` turns it into
+the ``Nats-Msg-Id`` the stream deduplicates on, so the same ``mid`` on another channel, or
+from another sender, is a different message, while a retry by the same sender on the same
+channel is recognised as a repeat.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
+
+import msgpack
 
 from frys.shared.protocol.channels import Channel, ChannelKind
 from frys.shared.protocol.subjects import Subjects
@@ -72,3 +80,14 @@ def resend_safe(kind: ChannelKind, tensor: bool = False) -> bool:
     """Whether a client may re-send a publish whose ack it never saw: only stored kinds,
     where the message id makes the second copy a duplicate the stream drops."""
     return kind not in NO_PUBLISH and storage_of(kind, tensor) is Storage.STORED
+
+
+def message_id(channel: Channel | str, sender: str, mid: str) -> str:
+    """The ``Nats-Msg-Id`` of a publish: the first 32 hexadecimal digits of the SHA-256 of
+    the MessagePack array ``[channel name, sender, mid]`` (shortest forms, as every
+    MessagePack encoder writes strings). One stream holds every workflow, and its duplicate
+    window would otherwise let one sender's ``mid`` suppress another's, on any channel."""
+    name = channel if isinstance(channel, str) else channel.name
+    # surrogatepass: a token's ``sub`` decoded from JSON may hold a lone surrogate.
+    packed = msgpack.packb([name, sender, mid], use_bin_type=True, unicode_errors="surrogatepass")
+    return hashlib.sha256(packed).hexdigest()[:32]
