@@ -28,7 +28,6 @@ import { parseChannel, resendSafe } from "./channels.js";
 import { codecFor } from "./codec.js";
 import { ClientCore, SubscriptionState } from "./core.js";
 import {
-  ClientError,
   CloseCode,
   ConnectionClosed,
   ConnectionLost,
@@ -660,11 +659,10 @@ export class FrysClient extends EventTarget {
       }
     }
     const remaining = Math.max(0, limit - (Date.now() - started));
-    const timer = setTimeout(() => {
-      if (this._core.fail(call.ref, new RequestTimeout(`${call.frame.op}: no answer within ${limit} ms`))) {
-        return;
-      }
-    }, remaining);
+    const timer = setTimeout(
+      () => this._core.fail(call.ref, new RequestTimeout(`${call.frame.op}: no answer within ${limit} ms`)),
+      remaining,
+    );
     try {
       return await answer.promise;
     } finally {
@@ -835,5 +833,3 @@ export class FrysClient extends EventTarget {
 export function connect(urls, options = {}) {
   return new FrysClient(urls, options).start();
 }
-
-export { ClientError };

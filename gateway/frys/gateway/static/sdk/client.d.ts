@@ -320,7 +320,6 @@ export class FrysClient extends EventTarget {
      */
     _resync(channel: string, stream: number): void;
 }
-export { ClientError };
 export type Frame = import("./codec.js").Frame;
 export type Message = import("./core.js").Message;
 export type Position = import("./core.js").Position;
@@ -422,4 +421,3 @@ export type SubscribeOptions = {
 import { SubscriptionState } from "./core.js";
 import { TensorChannel } from "./tensor.js";
 import { ClientCore } from "./core.js";
-import { ClientError } from "./errors.js";
