@@ -17,6 +17,7 @@ from frys.gateway.config import GatewayConfig
 from frys.gateway.listener import Listener
 from frys.gateway.node import Gateway
 from frys.gateway.server import build_app
+from frys.gateway.tls import ServerTLS
 from frys.runtime.eventloop import install_uvloop
 
 log = logging.getLogger("frys.cli")
@@ -39,10 +40,18 @@ async def serve_gateway(
     """Serve until ``stop`` is set, then drain and shut down."""
     gateway = Gateway(config)
     app = build_app(gateway)
+    tls = ServerTLS.from_config(config)
+    if tls is not None:  # wss:// on this port; the certificate is re-read when it changes
+        app.cleanup_ctx.append(tls.lifecycle)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     listener = Listener(runner, gateway.guard)
-    port = await listener.start(config.host, config.port, reuse_port=config.workers > 1 or None)
+    port = await listener.start(
+        config.host,
+        config.port,
+        ssl_context=tls.context if tls is not None else None,
+        reuse_port=config.workers > 1 or None,
+    )
     await gateway.started.wait()
     tune_gc()
     if on_ready is not None:

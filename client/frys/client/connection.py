@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
@@ -130,6 +131,9 @@ class ClientOptions:
     heartbeat_s: float | None = 20.0
     max_frame_bytes: int = 64 * 1024 * 1024
     headers: dict[str, str] = field(default_factory=dict)
+    ssl_context: ssl.SSLContext | None = None
+    """TLS for ``wss://`` gateways whose certificate a private CA signed; the system's
+    trust store when ``None``."""
 
 
 class Client:
@@ -380,6 +384,7 @@ class Client:
                 autoping=True,
                 headers=headers,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+                ssl=self.options.ssl_context if self.options.ssl_context is not None else True,
             )
         except aiohttp.WSServerHandshakeError as exc:
             if migrating:

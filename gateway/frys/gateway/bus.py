@@ -34,6 +34,7 @@ from nats.js.kv import KeyValue
 
 from frys.gateway.config import GatewayConfig
 from frys.gateway.nats_adapter import DirectHandler, FanoutClient, unsubscribe_direct
+from frys.runtime.nats_auth import NatsAuth
 from frys.shared.protocol.channels import ChannelKind
 from frys.shared.protocol.subjects import Subjects
 
@@ -73,6 +74,8 @@ class Bus:
         self.kv_placement: KeyValue | None = None
         self.epochs: dict[ChannelKind, str] = {}
         self.reconnects = 0
+        self._auth = NatsAuth.from_settings(config)
+        """Credentials and TLS for both connections (``nats_*`` settings)."""
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
         self._connected = asyncio.Event()
 
@@ -93,6 +96,7 @@ class Bus:
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     error_cb=self._on_error,
+                    **self._auth.connect_options(),
                 )
                 break
             except (TimeoutError, OSError, nats.errors.Error) as exc:
@@ -120,6 +124,7 @@ class Bus:
             reconnect_time_wait=0.25,
             connect_timeout=2,
             pending_size=64 * 1024 * 1024,
+            **self._auth.connect_options(),
         )
 
     async def ensure_resources(self) -> None:

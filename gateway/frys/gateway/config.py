@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from frys.runtime.nats_auth import NatsAuth
 from frys.shared.protocol.subjects import Subjects
 
 
@@ -43,10 +44,38 @@ class GatewayConfig:
     subject_prefix: str = "frys"
     workers: int = 1
 
+    # TLS on the gateway's own port (wss://, https://): off while tls_cert_file is empty
+    tls_cert_file: str = ""
+    """PEM certificate chain; re-read when it changes on disk (new connections use it)."""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    """CA of backend client certificates: a certificate it verifies may call
+    ``POST /api/publish`` instead of the API key. Browsers are not asked to present one."""
+    tls_reload_s: float = 5.0
+    """How often the certificate and key files are checked for a change."""
+
+    # NATS credentials and TLS (see frys.runtime.nats_auth)
+    nats_creds_file: str = ""
+    nats_nkey_seed_file: str = ""
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_token: str = ""
+    nats_tls_ca_file: str = ""
+    nats_tls_cert_file: str = ""
+    nats_tls_key_file: str = ""
+
     # authentication
     jwt_secret: str = ""
     jwt_public_key_file: str = ""
     jwt_jwks_file: str = ""
+    jwt_jwks_url: str = ""
+    """An identity provider's JWKS (https): fetched at start, then every
+    ``jwt_jwks_refresh_s`` and when a token names an unknown key id."""
+    jwt_jwks_ca_file: str = ""
+    """CA bundle for ``jwt_jwks_url`` instead of the system's."""
+    jwt_jwks_refresh_s: float = 300.0
+    jwt_jwks_min_refresh_s: float = 30.0
+    """Fewest seconds between two fetches, however many unknown key ids arrive."""
     jwt_key_id: str = ""
     jwt_issuer: str = ""
     jwt_audience: str = ""
@@ -110,7 +139,8 @@ class GatewayConfig:
         if self.public_url:
             return self.public_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
-        return f"ws://{host}:{self.port}/ws"
+        scheme = "wss" if self.tls_cert_file else "ws"
+        return f"{scheme}://{host}:{self.port}/ws"
 
     def validate(self) -> GatewayConfig:
         problems: list[str] = []
@@ -124,9 +154,31 @@ class GatewayConfig:
             Subjects(self.subject_prefix)
         except ValueError as exc:
             problems.append(str(exc))
-        if not (self.jwt_secret or self.jwt_public_key_file or self.jwt_jwks_file):
-            problems.append("one of jwt_secret, jwt_public_key_file or jwt_jwks_file is required")
-        for path_field in ("jwt_public_key_file", "jwt_jwks_file"):
+        if not (
+            self.jwt_secret or self.jwt_public_key_file or self.jwt_jwks_file or self.jwt_jwks_url
+        ):
+            problems.append(
+                "one of jwt_secret, jwt_public_key_file, jwt_jwks_file or jwt_jwks_url is required"
+            )
+        if self.jwt_jwks_url and not self.jwt_jwks_url.startswith("https://"):
+            problems.append("jwt_jwks_url must be an https:// URL")
+        if self.jwt_jwks_min_refresh_s < 0 or self.jwt_jwks_refresh_s <= 0:
+            problems.append("jwt_jwks_refresh_s must be > 0 and jwt_jwks_min_refresh_s ≥ 0")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            problems.append("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            problems.append("tls_client_ca_file needs tls_cert_file (client certificates need TLS)")
+        if self.tls_reload_s <= 0:
+            problems.append("tls_reload_s must be > 0")
+        problems += NatsAuth.from_settings(self).problems()
+        for path_field in (
+            "jwt_public_key_file",
+            "jwt_jwks_file",
+            "jwt_jwks_ca_file",
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_client_ca_file",
+        ):
             value = getattr(self, path_field)
             if value and not Path(value).is_file():
                 problems.append(f"{path_field}: no such file {value!r}")

@@ -24,6 +24,7 @@ from frys.gateway.config import GatewayConfig
 from frys.gateway.control import Control
 from frys.gateway.core import CoreLimits
 from frys.gateway.hub import Hub
+from frys.gateway.jwks import RemoteKeySet
 from frys.gateway.listener import Admission, Guard
 from frys.gateway.metrics import Metrics
 from frys.gateway.peers import Peers
@@ -81,6 +82,8 @@ class Gateway:
         )
         self._sweeper: asyncio.Task[None] | None = None
         self.verifier = TokenVerifier(config)
+        self.jwks = RemoteKeySet.from_config(config, self.verifier)
+        """The identity provider's keys (``jwt_jwks_url``), kept current in the background."""
         secret = (config.resume_secret or config.jwt_secret or secrets.token_hex(16)).encode()
         self.resume_tokens = ResumeTokens(secret)
         self.control = Control(config, self.bus, self.telemetry)
@@ -174,6 +177,8 @@ class Gateway:
             raise
 
     async def _start(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.start()
         await self.bus.connect()
         self.presence.start()
         await self.peers.start()
@@ -226,6 +231,9 @@ class Gateway:
         self.phase = Phase.STOPPED
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.jwks is not None:
+            with contextlib.suppress(Exception):
+                await self.jwks.close()
         for step in (
             self.placement.stop(),
             self.peers.stop(),

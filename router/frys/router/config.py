@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from frys.runtime.nats_auth import NatsAuth
 from frys.shared.protocol.subjects import Subjects
 
 
@@ -31,13 +32,22 @@ class RouterConfig:
     k8s_selector: str = "app.kubernetes.io/component=gateway"
     half_life_s: float = 600.0
     min_dwell_s: float = 300.0
+    # NATS credentials and TLS: the gateway's settings of the same names (frys.runtime.nats_auth)
+    nats_creds_file: str = ""
+    nats_nkey_seed_file: str = ""
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_token: str = ""
+    nats_tls_ca_file: str = ""
+    nats_tls_cert_file: str = ""
+    nats_tls_key_file: str = ""
 
     @property
     def subjects(self) -> Subjects:
         return Subjects(self.subject_prefix)
 
     def validate(self) -> RouterConfig:
-        problems = []
+        problems: list[str] = []
         if not self.nats_url.startswith(("nats://", "tls://", "ws://", "wss://")):
             problems.append("nats_url must start with nats://, tls://, ws:// or wss://")
         try:
@@ -51,6 +61,7 @@ class RouterConfig:
                 problems.append(f"{name} must be > 0")
         if not 0 <= self.port <= 65535:
             problems.append("port must be 0-65535")
+        problems += NatsAuth.from_settings(self).problems()
         if problems:
             raise RouterConfigError("invalid router configuration:\n  - " + "\n  - ".join(problems))
         return self
@@ -69,6 +80,19 @@ _ENV = {
     "k8s_selector": "FRYS_ROUTER_K8S_SELECTOR",
     "half_life_s": "FRYS_ROUTER_HALF_LIFE_S",
     "min_dwell_s": "FRYS_ROUTER_MIN_DWELL_S",
+    **{
+        name: f"FRYS_{name.upper()}"
+        for name in (
+            "nats_creds_file",
+            "nats_nkey_seed_file",
+            "nats_user",
+            "nats_password",
+            "nats_token",
+            "nats_tls_ca_file",
+            "nats_tls_cert_file",
+            "nats_tls_key_file",
+        )
+    },
 }
 
 

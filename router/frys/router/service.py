@@ -36,6 +36,7 @@ from frys.router.placement import (
     Plan,
     merge_counts,
 )
+from frys.runtime.nats_auth import NatsAuth
 from frys.shared.protocol.routing import (
     InteractionReport,
     MigrationOrder,
@@ -85,6 +86,7 @@ class RouterService:
             name="frys-router",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,  # type: ignore[arg-type]
+            **NatsAuth.from_settings(self.config).connect_options(),
         )
         js = self.nc.jetstream(timeout=5)
         bucket = self.subjects.placement_bucket
