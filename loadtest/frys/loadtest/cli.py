@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 SCENARIOS: dict[str, tuple[str, str]] = {
     "durability": ("frys.loadtest.durability", "events through gateway/NATS failures (soak)"),
     "tensor": ("frys.loadtest.tensor_bench", "tensor codecs vs zstd and blosc2"),
+    "optimiser": ("frys.loadtest.optimiser_bench", "the protocol optimiser vs fixed choices"),
     "holdup": ("frys.loadtest.holdup", "how long a 64 MiB tensor holds up a small event"),
     "placement": ("frys.loadtest.placement_sim", "router placement simulation"),
     "mesh": ("frys.loadtest.mesh", "agents in workflows over gateways, router on vs off"),

@@ -1,4 +1,5 @@
-"""Payload codecs: raw, shuffled zstd, and the two sparse delta forms.
+"""Payload codecs: raw, shuffled zstd, the two sparse delta forms, and the dense forms the
+protocol optimiser chooses among (unshuffled zstd, shuffled LZ4, byte-delta zstd).
 
 Encoding picks the smallest form it can justify and never returns a payload larger than the
 raw lanes. Decoding checks every size against what the header and the stream state allow
@@ -12,6 +13,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
+import lz4.block
 import numpy as np
 import numpy.typing as npt
 import zstandard
@@ -50,6 +52,61 @@ def encode_dense(lanes: npt.NDArray[Any], cctx: zstandard.ZstdCompressor) -> tup
     packed: bytes = cctx.compress(shuffle(lanes).data)
     if len(packed) < lanes.nbytes:
         return Codec.SHUFFLE_ZSTD, packed
+    return Codec.RAW, lanes.tobytes()
+
+
+def encode_zstd(lanes: npt.NDArray[Any], cctx: zstandard.ZstdCompressor) -> tuple[Codec, bytes]:
+    """Dense lanes as they are (no shuffle), zstd; raw when that is not smaller."""
+    if lanes.size == 0:
+        return Codec.RAW, b""
+    packed: bytes = cctx.compress(np.ascontiguousarray(lanes).data)
+    if len(packed) < lanes.nbytes:
+        return Codec.ZSTD, packed
+    return Codec.RAW, lanes.tobytes()
+
+
+def encode_lz4(lanes: npt.NDArray[Any]) -> tuple[Codec, bytes]:
+    """Dense lanes shuffled, one LZ4 block (its size is the header's); raw when not smaller."""
+    if lanes.size == 0:
+        return Codec.RAW, b""
+    packed: bytes = lz4.block.compress(shuffle(lanes).data, store_size=False)
+    if len(packed) < lanes.nbytes:
+        return Codec.SHUFFLE_LZ4, packed
+    return Codec.RAW, lanes.tobytes()
+
+
+def byte_delta(planes: npt.NDArray[np.uint8], stride: int) -> npt.NDArray[np.uint8]:
+    """PNG's Sub filter on each byte plane (rows of ``planes``): every byte minus the byte
+    ``stride`` lanes before it, modulo 256; the first ``stride`` bytes stay."""
+    out = planes.copy()
+    if stride < planes.shape[1]:
+        np.subtract(planes[:, stride:], planes[:, :-stride], out=out[:, stride:])
+    return out
+
+
+def undo_byte_delta(filtered: npt.NDArray[np.uint8], stride: int) -> npt.NDArray[np.uint8]:
+    """Inverse of :func:`byte_delta`: running sums modulo 256 along each stride class."""
+    rows, count = filtered.shape
+    if stride >= count:
+        return filtered.copy()
+    groups = -(-count // stride)
+    padded = np.zeros((rows, groups * stride), np.uint8)
+    padded[:, :count] = filtered
+    summed = np.cumsum(padded.reshape(rows, groups, stride), axis=1, dtype=np.uint8)
+    return np.ascontiguousarray(summed.reshape(rows, groups * stride)[:, :count])
+
+
+def encode_byte_delta(
+    lanes: npt.NDArray[Any], stride: int, cctx: zstandard.ZstdCompressor
+) -> tuple[Codec, bytes]:
+    """Keyframe lanes shuffled, Sub-filtered at ``stride`` lanes, zstd; raw when not smaller."""
+    if lanes.size == 0:
+        return Codec.RAW, b""
+    stride = max(1, min(stride, lanes.size))
+    planes = shuffle(lanes).reshape(lanes.dtype.itemsize, lanes.size)
+    packed: bytes = cctx.compress(byte_delta(planes, stride).data)
+    if len(packed) + _U32.size < lanes.nbytes:
+        return Codec.BYTE_DELTA_ZSTD, _U32.pack(stride) + packed
     return Codec.RAW, lanes.tobytes()
 
 
@@ -142,7 +199,8 @@ def decode_dense(
     dctx: zstandard.ZstdDecompressor,
     copy: bool = True,
 ) -> npt.NDArray[Any]:
-    """Lanes from a RAW or SHUFFLE_ZSTD payload of exactly ``lane_count`` lanes.
+    """Lanes from a dense payload (RAW, SHUFFLE_ZSTD, ZSTD, SHUFFLE_LZ4, BYTE_DELTA_ZSTD) of
+    exactly ``lane_count`` lanes.
 
     The result is fresh unless ``copy`` is false, when RAW lanes may be a read-only view of
     the payload.
@@ -153,8 +211,38 @@ def decode_dense(
             raise TensorFrameError(f"raw payload has {len(payload)} bytes, {expected} expected")
         view = np.frombuffer(payload, lane)
         return view.copy() if copy else view
-    data = decompress(dctx, payload, expected, expected)
-    return unshuffle(data, lane)
+    if codec is Codec.SHUFFLE_ZSTD:
+        return unshuffle(decompress(dctx, payload, expected, expected), lane)
+    if codec is Codec.ZSTD:
+        return decompress(dctx, payload, expected, expected).copy().view(lane)
+    if codec is Codec.SHUFFLE_LZ4:
+        return unshuffle(_lz4_block(payload, expected), lane)
+    if codec is Codec.BYTE_DELTA_ZSTD:
+        if len(payload) < _U32.size:
+            raise TensorFrameError("byte-delta payload has no stride")
+        stride = _U32.unpack_from(payload)[0]
+        if not 1 <= stride <= max(lane_count, 1):
+            raise TensorFrameError(f"byte-delta stride {stride} outside 1..{lane_count}")
+        data = decompress(dctx, payload[_U32.size :], expected, expected)
+        if lane_count == 0:
+            return data.view(lane)
+        planes = undo_byte_delta(data.reshape(lane.itemsize, lane_count), stride)
+        return unshuffle(planes.reshape(-1), lane)
+    raise TensorFrameError(f"codec {codec.name} is not a dense payload")
+
+
+def _lz4_block(payload: memoryview, expected: int) -> npt.NDArray[np.uint8]:
+    """An LZ4 block that must expand to exactly ``expected`` bytes (what the header says,
+    already checked against the limits), never more: LZ4 blocks declare no size."""
+    if expected == 0:
+        raise TensorFrameError("LZ4 payload for an empty tensor")
+    try:
+        out = lz4.block.decompress(payload, uncompressed_size=expected)
+    except lz4.block.LZ4BlockError as exc:
+        raise TensorFrameError(f"corrupt LZ4 payload ({exc})") from None
+    if len(out) != expected:
+        raise TensorFrameError("LZ4 payload does not expand to the size of the tensor")
+    return np.frombuffer(out, np.uint8)
 
 
 def decode_sparse(

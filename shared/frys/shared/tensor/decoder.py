@@ -45,6 +45,7 @@ from frys.shared.tensor.precision import (
 )
 
 Buffer = bytes | bytearray | memoryview
+DENSE_DELTA_CODECS = frozenset({Codec.RAW, Codec.SHUFFLE_ZSTD, Codec.ZSTD, Codec.SHUFFLE_LZ4})
 
 
 @dataclass(slots=True)
@@ -199,7 +200,7 @@ class TensorDecoder:
         if codec is Codec.UNCHANGED:
             if len(payload):
                 raise TensorFrameError("UNCHANGED delta with a payload")
-        elif codec is Codec.RAW or codec is Codec.SHUFFLE_ZSTD:
+        elif codec in DENSE_DELTA_CODECS:
             xor = decode_dense(codec, payload, lanes.size, lanes.dtype, self._dctx, copy=False)
             np.bitwise_xor(lanes, xor, out=lanes)
         else:

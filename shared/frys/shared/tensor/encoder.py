@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from frys.shared.tensor.arms import Arm, ArmCoder
 from frys.shared.tensor.chunks import MIN_CHUNK_SIZE, split_frame
 from frys.shared.tensor.codecs import compressor, encode_dense, sparse_payload
 from frys.shared.tensor.dtypes import element_type
@@ -43,6 +44,19 @@ from frys.shared.tensor.precision import (
 
 SPARSE_ONLY_RATIO = 4
 """The dense form is not tried when the raw sparse form is at most this fraction of it."""
+
+
+class LastInput(NamedTuple):
+    """The input of the last payload an encoder coded (see :meth:`TensorEncoder.last_input`)."""
+
+    keyframe: bool
+    lanes: npt.NDArray[Any]
+    """Keyframe: the wire lanes; delta: the XOR lanes."""
+    changed: npt.NDArray[np.bool_] | None
+    """Delta: which elements changed."""
+    changes: int
+    lanes_per_element: int
+    shape: tuple[int, ...]
 
 
 class _State:
@@ -76,6 +90,10 @@ class TensorEncoder:
     ``random`` module would hand two publisher processes the same one. Give it only to
     reproduce exact bytes (tests, golden vectors); two live encoders of one stream must not
     share it.
+
+    ``arm`` fixes the payload codecs (see :mod:`frys.shared.tensor.arms`); without one the
+    encoder keeps the smallest of the sparse, dense and raw forms. It may be changed between
+    frames (:attr:`arm`): the frames stay valid whatever the arm.
     """
 
     def __init__(
@@ -89,6 +107,7 @@ class TensorEncoder:
         limits: TensorLimits = DEFAULT_LIMITS,
         first_sequence: int = 0,
         epoch: int | None = None,
+        arm: Arm | None = None,
     ) -> None:
         if not 0 <= stream_id <= MAX_STREAM_ID:
             raise ValueError("stream_id must fit in 32 bits")
@@ -112,6 +131,20 @@ class TensorEncoder:
         self._cctx = compressor(level)
         self._next = first_sequence
         self._state: _State | None = None
+        self.arm = arm
+        self._arms: ArmCoder | None = None
+        self._last: LastInput | None = None
+
+    def last_input(self) -> LastInput | None:
+        """What the last frame's payload coded (a keyframe's lanes, or a delta's XOR lanes
+        and changed elements), valid until the next :meth:`encode`: the optimiser encodes
+        it again with other arms, off the wire, to measure them."""
+        return self._last
+
+    def _coder(self) -> ArmCoder:
+        if self._arms is None:
+            self._arms = ArmCoder()
+        return self._arms
 
     @property
     def epoch(self) -> int:
@@ -177,7 +210,10 @@ class TensorEncoder:
         self, lanes: npt.NDArray[Any], rep: Representation, shape: tuple[int, ...], fortran: bool
     ) -> list[bytes]:
         sequence = self._next
-        codec, payload = encode_dense(lanes, self._cctx)
+        if self.arm is None:
+            codec, payload = encode_dense(lanes, self._cctx)
+        else:
+            codec, payload = self._coder().keyframe(self.arm, lanes, shape, rep.lanes)
         frames = self._split(
             pack_keyframe(
                 self.stream_id,
@@ -193,6 +229,7 @@ class TensorEncoder:
             )
         )
         self._state = _State(rep, shape, fortran, lanes.copy(), sequence)
+        self._last = LastInput(True, self._state.lanes, None, 0, rep.lanes, shape)
         self._next = (sequence + 1) % SEQUENCE_MODULUS
         return frames
 
@@ -225,8 +262,11 @@ class TensorEncoder:
             pairs = xor.reshape(count, per)
             changed = np.not_equal(pairs[:, 0] | pairs[:, 1], 0, out=state.mask)
         changes = int(np.count_nonzero(changed))
+        self._last = LastInput(False, xor, changed, changes, per, state.shape)
         if changes == 0:
             return Codec.UNCHANGED, b""
+        if self.arm is not None:
+            return self._coder().delta(self.arm, xor, changed, changes, per)
         raw_size = xor.nbytes
         element_size = state.rep.element_size
         index_size = min(changes + 4, -(-count // 8))

@@ -60,7 +60,8 @@ class Kind(enum.IntEnum):
 
 
 class Codec(enum.IntEnum):
-    """How a payload is coded. Keyframes use RAW or SHUFFLE_ZSTD only."""
+    """How a payload is coded: keyframes take :data:`KEYFRAME_CODECS`, deltas
+    :data:`DELTA_CODECS`."""
 
     RAW = 0
     """Wire lanes (keyframe) or XOR lanes (delta), uncompressed."""
@@ -72,9 +73,19 @@ class Codec(enum.IntEnum):
     """Delta: gap-coded changed positions + their shuffled XOR lanes, then zstd."""
     UNCHANGED = 4
     """Delta: nothing changed; empty payload."""
+    ZSTD = 5
+    """Lanes unshuffled, then zstd (data whose bytes repeat whole, such as small integers)."""
+    SHUFFLE_LZ4 = 6
+    """Byte-shuffled lanes, then one LZ4 block: for fast links, where CPU costs more than bytes."""
+    BYTE_DELTA_ZSTD = 7
+    """Keyframe: byte-shuffled lanes, each byte plane differenced at a stride (PNG's Sub
+    filter), then zstd: smooth images and fields, where neighbours differ by little."""
 
 
-KEYFRAME_CODECS: Final = frozenset({Codec.RAW, Codec.SHUFFLE_ZSTD})
+KEYFRAME_CODECS: Final = frozenset(
+    {Codec.RAW, Codec.SHUFFLE_ZSTD, Codec.ZSTD, Codec.SHUFFLE_LZ4, Codec.BYTE_DELTA_ZSTD}
+)
+DELTA_CODECS: Final = frozenset(set(Codec) - {Codec.BYTE_DELTA_ZSTD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +268,10 @@ def _read_delta(view: memoryview) -> DeltaHeader:
         raise TensorFrameError(f"truncated delta: {len(view)} bytes, header needs {HEADER_SIZE}")
     _, _, codec, flags, stream_id, seq, base, crc, epoch = _DELTA.unpack_from(view)
     precision, _ = _flags(flags, fortran_allowed=False)
-    return DeltaHeader(stream_id, epoch, seq, _codec(codec), precision, base, crc)
+    coded = _codec(codec)
+    if coded not in DELTA_CODECS:
+        raise TensorFrameError(f"codec {coded.name} is not valid in a delta")
+    return DeltaHeader(stream_id, epoch, seq, coded, precision, base, crc)
 
 
 def _read_chunk(view: memoryview) -> ChunkHeader:
