@@ -115,7 +115,7 @@ async def test_streams_per_channel_and_per_session_are_bounded(
 async def test_replica_memory_is_budgeted_and_returned(
     gateways: GatewayFactory, peer: Callable[..., Awaitable[Peer]]
 ) -> None:
-    gw = await gateways(relay_memory_bytes=40 * MIB, max_frame_bytes=4 * MIB)
+    gw = await gateways(relay_memory_bytes=64 * MIB, max_frame_bytes=4 * MIB)
     budget = gw.gateway.hub.relay_budget
     watcher = await peer(gw, "watcher")
     await watcher.call({"op": "subscribe", "ch": "wf:mem:state"})
@@ -131,9 +131,10 @@ async def test_replica_memory_is_budgeted_and_returned(
         )
         assert isinstance(reply, f.Ack)
     relay = fanout(gw, "wf:mem:state").relay
-    await eventually(lambda: relay.refused >= 8)
-    assert budget.used <= 40 * MIB
-    assert sum(1 for s in relay.streams.values() if s.reserved) == 2
+    await eventually(lambda: relay.refused >= 7)
+    # Each decode needs twice the state for a moment: 16 + 16 + 16 MiB fit, with room for it.
+    assert budget.used <= 64 * MIB
+    assert sum(1 for s in relay.streams.values() if s.reserved) == 3
     await watcher.call({"op": "unsubscribe", "ch": "wf:mem:state"})
     await eventually(lambda: parse_channel("wf:mem:state") not in gw.gateway.hub.fanouts)
     assert budget.used == 0  # every replica freed with the channel

@@ -37,6 +37,9 @@ class GatewayConfig:
     nats_url: str = "nats://127.0.0.1:4222"
     host: str = "0.0.0.0"
     port: int = 8080
+    internal_port: int = 0
+    """A second port for ``/metrics`` and ``POST /api/publish`` (and the probes), so that
+    whatever exposes ``port`` to the public never exposes them; 0: all on ``port``."""
     gateway_id: str = field(default_factory=_default_gateway_id)
     public_url: str = ""
     """URL clients use to reach this gateway directly (``migrate`` targets); derived from
@@ -104,7 +107,7 @@ class GatewayConfig:
     ping_interval_s: float = 25.0
     request_timeout_ms: int = 5000
     relay_max_streams_per_channel: int = 64
-    relay_memory_bytes: int = 256 * 1024 * 1024
+    relay_memory_bytes: int = 64 * 1024 * 1024
     relay_idle_s: float = 300.0
     max_tensor_streams_per_session: int = 16
     publish_ack_timeout_s: float = 5.0
@@ -115,7 +118,10 @@ class GatewayConfig:
     events_max_age_s: float = 3600.0
     events_max_bytes: int = 1024 * 1024 * 1024
     events_duplicate_window_s: float = 120.0
-    stream_replicas: int = 1
+    stream_replicas: int = 0
+    """Replicas of the streams and buckets this gateway creates: 1, 3 or 5; 0 chooses from
+    the NATS the gateway reaches (3 when its JetStream can place three replicas, else 1).
+    Streams and buckets that exist keep theirs."""
     control_outcome_ttl_s: float = 3600.0
     presence_ttl_s: float = 15.0
     presence_resume_grace_s: float = 10.0
@@ -148,6 +154,10 @@ class GatewayConfig:
             problems.append("nats_url must start with nats://, tls://, ws:// or wss://")
         if not 0 <= self.port <= 65535:
             problems.append("port must be 0-65535")
+        if not 0 <= self.internal_port <= 65535:
+            problems.append("internal_port must be 0-65535 (0: no internal port)")
+        elif self.internal_port and self.internal_port == self.port:
+            problems.append("internal_port must differ from port")
         if not self.gateway_id or not all(c.isalnum() or c in "-_" for c in self.gateway_id):
             problems.append("gateway_id must be non-empty and use only [A-Za-z0-9_-]")
         try:
@@ -203,7 +213,6 @@ class GatewayConfig:
             "events_max_age_s",
             "events_max_bytes",
             "events_duplicate_window_s",
-            "stream_replicas",
             "control_outcome_ttl_s",
             "presence_ttl_s",
             "presence_resume_grace_s",
@@ -219,8 +228,8 @@ class GatewayConfig:
             problems.append("max_connections and max_connections_per_ip must be ≥ 0")
         if self.ping_interval_s < 0 or self.jwt_leeway_s < 0 or self.reconnect_spread_ms < 0:
             problems.append("ping_interval_s, jwt_leeway_s and reconnect_spread_ms must be ≥ 0")
-        if self.stream_replicas not in (1, 3, 5):
-            problems.append("stream_replicas must be 1, 3 or 5")
+        if self.stream_replicas not in (0, 1, 3, 5):
+            problems.append("stream_replicas must be 1, 3 or 5 (or 0: chosen from the cluster)")
         if problems:
             raise ConfigError("invalid gateway configuration:\n  - " + "\n  - ".join(problems))
         return self

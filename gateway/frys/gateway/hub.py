@@ -35,6 +35,7 @@ from frys.gateway.metrics import Metrics
 from frys.gateway.telemetry import GatewayTelemetry
 from frys.gateway.tensors import RelayBudget, RelayLimits, TensorRelay
 from frys.gateway.wsframe import binary_frame, text_frame
+from frys.runtime.memory import reclaim
 from frys.shared.protocol import headers as hdr
 from frys.shared.protocol.channels import Channel, ChannelKind
 from frys.shared.protocol.codec import pack_data
@@ -239,8 +240,8 @@ class Fanout:
                     "frys.stream": self.kind.value,
                     "frys.gateway": self.hub.gateway_id,
                     "messaging.system": "nats",
-                    "messaging.destination.name": self.channel.name,
-                    "messaging.operation.type": "receive",
+                    "messaging.destination.name": self.hub.subjects.live(self.channel),
+                    "messaging.operation.type": "process",  # pushed to us, then fanned out
                     "messaging.operation.name": "deliver",
                 },
             )
@@ -486,6 +487,10 @@ def _entry_of(stored: StoredMsg) -> Entry:
     )
 
 
+RECLAIM_AFTER_BYTES = 16 * 1024 * 1024
+"""Relay memory released since the last sweep that makes it worth returning to the system."""
+
+
 class Hub:
     """All fanouts of one gateway, and the once-per-tick flush."""
 
@@ -628,11 +633,19 @@ class Hub:
             if fan.has_relay:
                 fan.relay.expire(now)
 
-    async def sweep(self, interval_s: float = 5.0) -> None:
-        """Run :meth:`expire` every ``interval_s`` until cancelled."""
+    async def sweep(self, interval_s: float = 5.0, release_burst: int = 256) -> None:
+        """Run :meth:`expire` every ``interval_s`` until cancelled; after at least
+        ``release_burst`` channels went away, give their memory back to the system."""
+        before = len(self.fanouts)
         while True:
             await asyncio.sleep(interval_s)
             self.expire(time.monotonic())
+            now = len(self.fanouts)
+            budget = self.relay_budget
+            if before - now >= release_burst or budget.released >= RECLAIM_AFTER_BYTES:
+                budget.released = 0
+                reclaim()
+            before = now
 
     async def _after_reconnect(self) -> None:
         for fan in list(self.fanouts.values()):

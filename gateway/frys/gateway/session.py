@@ -63,6 +63,9 @@ def valid_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
+FRAMES_PER_TURN = 16
+"""Frames one session handles before yielding to the event loop."""
+
 MAX_IN_FLIGHT = 512
 """Stored publishes one session may have awaiting the stream's confirmation."""
 
@@ -173,10 +176,17 @@ class Session:
         self._deadline = loop.call_later(self._svc.connect_timeout_s, self._connect_deadline)
         metrics = self._svc.metrics
         codec = self.writer.codec
+        burst = 0
         try:
             while True:
                 msg = await self.ws.receive()
                 if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                    burst += 1
+                    if burst >= FRAMES_PER_TURN:
+                        # Frames already buffered are taken without a pause: a client
+                        # sending thousands at once lets every other session have a turn.
+                        burst = 0
+                        await asyncio.sleep(0)
                     metrics.frames_in += 1
                     metrics.bytes_in += len(msg.data)
                     try:

@@ -32,6 +32,7 @@ from frys.shared.tensor import (
     split_frame,
 )
 from frys.shared.tensor.dtypes import BY_CODE
+from frys.shared.tensor.limits import ChunkLimits
 
 
 class Subscriber(Protocol):
@@ -68,6 +69,9 @@ TOTAL_FIGURES = (
     "errors",
 )
 """Stream figures summed per gateway on ``/metrics``."""
+RELAY_CHUNK_TIMEOUT_S = 10.0
+"""A relay's chunks come from NATS at its speed: a set still incomplete after this long lost
+a chunk, and its parts are dropped (with the periodic sweep, within 15 s)."""
 APPLY_IN_THREAD_BYTES = 1 << 20
 
 
@@ -77,27 +81,35 @@ class RelayLimits:
     publishers and subscribers send, replica memory, streams and requests stay bounded."""
 
     max_streams_per_channel: int = 64
-    memory_bytes: int = 256 * 1024 * 1024
-    """Decoded replica state across every stream of the gateway."""
+    memory_bytes: int = 64 * 1024 * 1024
+    """Decoded replica state across every stream of the gateway. Decoding a keyframe needs
+    about twice its decoded size for a moment, so one replica takes at most half of it: with
+    the default, tensors up to 32 MiB are replicated and larger ones forwarded without a
+    replica (their joiners get keyframes from the publishers)."""
     idle_s: float = 300.0
     """A stream without frames for this long is forgotten (its replica freed)."""
 
 
 class RelayBudget:
-    """Replica bytes held across a gateway, reserved before a keyframe is decoded."""
+    """Replica bytes held across a gateway, reserved before a keyframe is decoded, and the
+    bytes declared by incomplete chunk sets (counted against the same limit)."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.used = 0
+        self.chunks = 0
+        self.released = 0
+        """Bytes released since the gateway last gave memory back to the system."""
 
     def reserve(self, nbytes: int) -> bool:
-        if self.used + nbytes > self.limit:
+        if self.used + self.chunks + nbytes > self.limit:
             return False
         self.used += nbytes
         return True
 
     def release(self, nbytes: int) -> None:
         self.used = max(0, self.used - nbytes)
+        self.released += nbytes
 
 
 """Frames larger than this are applied to the replica in a worker thread."""
@@ -168,7 +180,9 @@ class StreamStats:
 class StreamRelay:
     stream_id: int
     replica: TensorReplica = field(default_factory=TensorReplica)
-    assembler: ChunkAssembler = field(default_factory=ChunkAssembler)
+    assembler: ChunkAssembler = field(
+        default_factory=lambda: ChunkAssembler(ChunkLimits(timeout=RELAY_CHUNK_TIMEOUT_S))
+    )
     in_sync: set[Subscriber] = field(default_factory=set)
     frame_targets: dict[tuple[int, int], set[Subscriber]] = field(default_factory=dict)
     """(sequence, frame CRC) of a chunked frame in flight → who receives its chunks."""
@@ -230,6 +244,10 @@ class TensorRelay:
         self.fanout = None
 
     def _free(self, relay: StreamRelay) -> None:
+        pending = relay.assembler.pending_bytes
+        relay.assembler.expire(float("inf"))
+        self.budget.chunks -= pending - relay.assembler.pending_bytes
+        self.budget.released += pending - relay.assembler.pending_bytes
         self.budget.release(relay.reserved)
         relay.reserved = 0
         relay.replica.reset()
@@ -246,7 +264,10 @@ class TensorRelay:
         for sid in idle:
             self._free(self.streams.pop(sid))
         for relay in self.streams.values():
+            pending = relay.assembler.pending_bytes
             relay.assembler.expire(now)
+            self.budget.chunks -= pending - relay.assembler.pending_bytes
+            self.budget.released += pending - relay.assembler.pending_bytes
         return len(idle)
 
     def _admit_keyframe(self, relay: StreamRelay, header: KeyframeHeader) -> bool:
@@ -261,7 +282,7 @@ class TensorRelay:
             return True
         self.budget.release(relay.reserved)
         relay.reserved = 0
-        if not self.budget.reserve(nbytes):
+        if 2 * nbytes > self.budget.limit - self.budget.used or not self.budget.reserve(nbytes):
             self.refused += 1
             relay.replica.reset()
             relay.synced = False
@@ -293,17 +314,27 @@ class TensorRelay:
             relay.stats.latency_samples += 1
         if isinstance(header, ChunkHeader):
             relay.stats.chunks += 1
+            budget = self.budget
+            if (
+                header.index == 0
+                and budget.used + budget.chunks + header.total_length > budget.limit
+            ):
+                self.refused += 1  # an incomplete set would pass the gateway's budget
+                return set()
             key = (header.sequence, header.frame_crc)
             if header.index == 0:
                 candidates = self._targets(relay, data[header.payload_offset :], live)
                 relay.frame_targets[key] = self._ready(relay, candidates)
             targets = relay.frame_targets.get(key, set())
+            pending = relay.assembler.pending_bytes
             try:
                 frame = relay.assembler.feed_parts(data, time.monotonic())
             except TensorError as exc:
                 relay.stats.errors += 1
                 log.debug("chunk of stream %s dropped: %s", header.stream_id, exc)
                 return set()
+            finally:
+                budget.chunks += relay.assembler.pending_bytes - pending
             if frame is not None:
                 relay.frame_targets.pop(key, None)
                 self._apply(relay, frame, targets)

@@ -17,6 +17,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "latency": ("frys.loadtest.latency", "latency percentiles at a fixed rate (--vs peers)"),
     "connect": ("frys.loadtest.connect", "connection storm and connect+auth latency"),
     "idle": ("frys.loadtest.idle", "memory per idle connection and loop stalls while ramping"),
+    "abuse": ("frys.loadtest.abuse", "resource attacks at scale: RSS, bystander p99, capacity"),
 }
 
 
