@@ -242,6 +242,9 @@ BAD_VALUES = {
     "even NATS cluster": "nats:\n  replicas: 2\n",
     "bad sampler": "otel:\n  sampler: sometimes\n",
     "OTLP over gRPC": "otel:\n  protocol: grpc\n",
+    "gateway TLS without its Secret": "gateway:\n  tls:\n    enabled: true\n",
+    "unknown TLS mode": "ingress:\n  tlsMode: offload\n",
+    "NATS TLS as text": "nats:\n  tls:\n    enabled: 'yes'\n",
 }
 
 
@@ -291,8 +294,32 @@ def test_helm_rejects_a_bad_values_file() -> None:
         ("nats:\n  replicas: 1\ngateway:\n  streamReplicas: 3\n", "exceeds nats.replicas"),
         ("auth:\n  existingSecret: mine\n  apiKey: inline\n", "auth.existingSecret is set"),
         ("nats:\n  lameDuckSeconds: 55\n", "must exceed nats.lameDuckSeconds"),
+        (
+            "ingress:\n  enabled: true\n  host: h\n  tlsMode: reencrypt\n",
+            "needs gateway.tls.enabled",
+        ),
+        (
+            "ingress:\n  enabled: true\n  host: h\n"
+            "gateway:\n  tls:\n    enabled: true\n    secretName: gw-tls\n",
+            "needs ingress.tlsMode reencrypt or passthrough",
+        ),
+        (
+            "ingress:\n  enabled: true\n  host: h\n  tlsMode: passthrough\n"
+            "  tls:\n    enabled: true\n    secretName: x\n"
+            "gateway:\n  tls:\n    enabled: true\n    secretName: gw-tls\n",
+            "ingress.tls must stay disabled",
+        ),
     ],
-    ids=["spread-vs-drain", "hpa-min-max", "stream-replicas", "secret-twice", "lame-duck"],
+    ids=[
+        "spread-vs-drain",
+        "hpa-min-max",
+        "stream-replicas",
+        "secret-twice",
+        "lame-duck",
+        "reencrypt-without-gateway-tls",
+        "gateway-tls-behind-edge",
+        "passthrough-with-ingress-tls",
+    ],
 )
 def test_helm_rejects_inconsistent_values(overrides: str, message: str) -> None:
     assert message in render_fails(overrides)
@@ -338,6 +365,21 @@ VARIANTS = {
     "single-nats-no-router-rbac": (
         "nats:\n  replicas: 1\n  podAntiAffinity: hard\nrouter:\n  rbac:\n    create: false\n"
     ),
+    "gateway-tls-reencrypt": (
+        "gateway:\n  tls:\n    enabled: true\n    secretName: gw-tls\n    clientAuth: true\n"
+        "ingress:\n  enabled: true\n  host: ws.example.com\n  tlsMode: reencrypt\n"
+        "  tls:\n    enabled: true\n    secretName: edge-tls\n"
+        "metrics:\n  serviceMonitor:\n    enabled: true\n"
+    ),
+    "gateway-tls-passthrough": (
+        "gateway:\n  tls:\n    enabled: true\n    secretName: gw-tls\n"
+        "ingress:\n  enabled: true\n  host: ws.example.com\n  tlsMode: passthrough\n"
+    ),
+    "nats-plain-no-auth": "nats:\n  tls:\n    enabled: false\n  auth:\n    enabled: false\n",
+    "external-nats-creds": (
+        "nats:\n  enabled: false\n  url: tls://nats.messaging:4222\n"
+        "  external:\n    caSecret: nats-ca\n    credsSecret: frys-nats-creds\n"
+    ),
     "load-balancer-extras": (
         "gateway:\n  service:\n    type: LoadBalancer\n    loadBalancerSourceRanges: [10.0.0.0/8]\n"
         "  extraEnv:\n    - name: FRYS_PING_INTERVAL_S\n      value: '30'\n"
@@ -358,7 +400,8 @@ def test_value_variants_render_valid_manifests(variant: str) -> None:
     for doc in docs:
         if (doc["apiVersion"], doc["kind"]) not in CUSTOM_KINDS:
             kv.validate(doc, KUBE_VERSIONS[-1], strict=True)
-    assert len(find(docs, "StatefulSet")) == 2  # gateways and NATS
+    # Gateways, and NATS unless an external one is used.
+    assert len(find(docs, "StatefulSet")) == (1 if variant.startswith("external") else 2)
 
 
 @needs_helm
@@ -451,8 +494,8 @@ def test_gateway_pod_spec() -> None:
     gw = container(sts, "gateway")
     assert gw["command"] + gw["args"] == ["frys-ws", "gateway"]
     assert gw["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
-    assert gw["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert gw["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert gw["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "scheme": "HTTP"}
+    assert gw["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
     security = gw["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
@@ -682,7 +725,7 @@ def test_nats_cluster_of_three_with_fsync_always() -> None:
     assert routes == [f"{nats}-{i}.{domain}:6222" for i in range(3)]
     gw = container(one(docs, "StatefulSet", GW), "gateway")
     assert env_value(gw, "FRYS_NATS_URL").split(",") == [
-        f"nats://{nats}-{i}.{domain}:4222" for i in range(3)
+        f"tls://{nats}-{i}.{domain}:4222" for i in range(3)
     ]
 
 
@@ -694,11 +737,24 @@ def test_rendered_nats_config_is_accepted_by_nats_server(tmp_path: Path) -> None
     if server is None:
         pytest.skip("nats-server not installed")
     conf = one(render(PROD), "ConfigMap", f"{RELEASE}-nats-config")["data"]["nats.conf"]
-    local = conf.replace('"/data"', f'"{tmp_path / "data"}"').replace(
-        "/var/run/nats", str(tmp_path)
+    # The production values name a cert-manager Secret; the one the chart generates with
+    # the default values stands in for it (the server loads the files even with -t).
+    generated = one(render(), "Secret", f"{RELEASE}-nats-tls")["data"]
+    for key, value in generated.items():
+        (tmp_path / key).write_bytes(base64.b64decode(value))
+    local = (
+        conf.replace('"/data"', f'"{tmp_path / "data"}"')
+        .replace("/var/run/nats", str(tmp_path))
+        .replace("/etc/nats-tls", str(tmp_path))
     )
     (tmp_path / "nats.conf").write_text(local)
-    env = {**os.environ, "SERVER_NAME": f"{RELEASE}-nats-0"}
+    env = {
+        **os.environ,
+        "SERVER_NAME": f"{RELEASE}-nats-0",
+        "FRYS_GATEWAY_PASSWORD": "g",
+        "FRYS_ROUTER_PASSWORD": "r",
+        "FRYS_ENGINE_PASSWORD": "e",
+    }
     result = subprocess.run(
         [server, "-c", str(tmp_path / "nats.conf"), "-t"],
         capture_output=True,
@@ -770,6 +826,7 @@ def test_existing_secret_and_public_key_file() -> None:
         "FRYS_JWT_SECRET": "frys-ws-auth",
         "FRYS_API_KEY": "frys-ws-auth",
         "FRYS_RESUME_SECRET": "frys-ws-auth",
+        "FRYS_NATS_PASSWORD": "frys-ws-nats-auth",
     }
     assert env_value(gw, "FRYS_JWT_ISSUER") == "https://id.example.com/"
     assert env_value(gw, "FRYS_JWT_AUDIENCE") == "frys-ws"
@@ -867,16 +924,39 @@ def test_helm_test_pod_checks_readiness() -> None:
 # --- the chart and the gateway agree ---------------------------------------------------------
 
 
-def _pod_env(docs: list[Manifest], tmp_path: Path) -> dict[str, str]:
-    """The gateway container's environment as the kubelet would build it for pod 0."""
-    sts = one(docs, "StatefulSet", GW)
+def _pod_env(
+    docs: list[Manifest], tmp_path: Path, workload: str = GW, name: str = "gateway"
+) -> dict[str, str]:
+    """A container's environment as the kubelet would build it for pod 0, with the files of
+    its Secret volumes written under ``tmp_path`` (and the paths in the environment moved
+    there), so that settings naming files find them."""
+    sts = (
+        one(docs, "StatefulSet", workload) if workload == GW else one(docs, "Deployment", workload)
+    )
     secrets = {
         (s["metadata"]["name"], key): base64.b64decode(value).decode()
         for s in find(docs, "Secret")
         for key, value in s["data"].items()
     }
+    pod = sts["spec"]["template"]["spec"]
+    c = container(sts, name)
+    moved: dict[str, str] = {}
+    for mount in c.get("volumeMounts", []):
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        if "secret" not in volume:
+            continue
+        folder = tmp_path / "mounts" / mount["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        secret_name = volume["secret"]["secretName"]
+        keys = [i["key"] for i in volume["secret"].get("items", [])] or [
+            k for (n, k) in secrets if n == secret_name
+        ]
+        for key in keys:
+            # A Secret the chart does not render (an existing one) gets stand-in content.
+            (folder / key).write_text(secrets.get((secret_name, key), "stand-in"))
+        moved[mount["mountPath"]] = str(folder)
     env: dict[str, str] = {}
-    for entry in container(sts, "gateway")["env"]:
+    for entry in c["env"]:
         name = entry["name"]
         source = entry.get("valueFrom", {})
         if "value" in entry:
@@ -888,6 +968,13 @@ def _pod_env(docs: list[Manifest], tmp_path: Path) -> dict[str, str]:
             ref = source["secretKeyRef"]
             # An existing Secret is not rendered: stand in a valid value for it.
             env[name] = secrets.get((ref["name"], ref["key"]), "an-existing-secret-value-32-chars")
+    for var, value in env.items():
+        for mount_path, folder in moved.items():
+            if value.startswith(mount_path + "/"):
+                env[var] = folder + value[len(mount_path) :]
+                local = Path(env[var])
+                if not local.exists():  # a key of an existing Secret the chart cannot see
+                    local.write_text("stand-in")
     if "FRYS_CONFIG" in env:
         config = tmp_path / "config.json"
         config.write_text(one(docs, "ConfigMap", GW)["data"]["config.json"])
@@ -977,3 +1064,181 @@ def test_install_notes(files: tuple[str, ...]) -> None:
     else:
         assert f"port-forward svc/{GW} 8080:8080" in notes
         assert "generated secrets" in notes
+
+
+# --- encryption and credentials ----------------------------------------------------------------
+
+
+def _permission_lists(conf: str) -> dict[str, set[str]]:
+    """The subjects of the FRYS_PERMISSIONS block of a rendered NATS configuration."""
+    block = conf[conf.index("FRYS_PERMISSIONS = {") :]
+    lists = {}
+    for direction in ("publish", "subscribe"):
+        line = re.search(rf"^\s*{direction}: \{{ allow: \[(.*)\] \}}$", block, re.M)
+        assert line, f"no {direction} list"
+        lists[direction] = set(re.findall(r'"([^"]+)"', line.group(1)))
+    return lists
+
+
+@needs_helm
+@pytest.mark.parametrize("prefix", ["frys", "acme.wf-1"])
+def test_nats_permissions_are_the_runtime_set(prefix: str) -> None:
+    """The chart grants its NATS users exactly what frys.runtime.nats_auth grants (the set
+    the TLS tests run a gateway, the router and a backend under), for any prefix."""
+    from frys.runtime.nats_auth import frys_permissions
+
+    docs = render(overrides=f"subjectPrefix: {prefix}\n")
+    conf = one(docs, "ConfigMap", f"{RELEASE}-nats-config")["data"]["nats.conf"]
+    expected = frys_permissions(prefix)
+    lists = _permission_lists(conf)
+    assert lists["publish"] == set(expected["publish"]["allow"])
+    assert lists["subscribe"] == set(expected["subscribe"]["allow"])
+    assert f"{prefix}.>" in lists["publish"]
+    assert not [s for s in lists["publish"] if s in ("$JS.API.>", ">", "$JS.>")]
+
+
+@needs_helm
+def test_bundled_nats_has_tls_and_users_by_default(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    docs = render()
+    nats = f"{RELEASE}-nats"
+    conf = one(docs, "ConfigMap", f"{nats}-config")["data"]["nats.conf"]
+    assert 'cert_file: "/etc/nats-tls/tls.crt"' in nats_block(conf, "tls")
+    assert "verify: true" in conf  # routes verify each other
+    assert re.search(r"user: gateway, password: \$FRYS_GATEWAY_PASSWORD", conf)
+    assert "no_auth_user" not in conf
+
+    # The generated certificate is signed by the generated CA and names every server.
+    tls = one(docs, "Secret", f"{nats}-tls")
+    assert tls["type"] == "kubernetes.io/tls"
+    files = {k: base64.b64decode(v) for k, v in tls["data"].items()}
+    cert = x509.load_pem_x509_certificate(files["tls.crt"])
+    ca = x509.load_pem_x509_certificate(files["ca.crt"])
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns = names.get_values_for_type(x509.DNSName)
+    gw = container(one(docs, "StatefulSet", GW), "gateway")
+    for url in env_value(gw, "FRYS_NATS_URL").split(","):
+        host = url.removeprefix("tls://").rsplit(":", 1)[0]
+        assert any(
+            name == host or (name.startswith("*.") and host.split(".", 1)[1] == name[2:])
+            for name in dns
+        ), host
+
+    # Each server gets the passwords from the generated Secret; each component its own user.
+    auth = one(docs, "Secret", f"{nats}-auth")
+    assert set(auth["data"]) == {"gateway-password", "router-password", "engine-password"}
+    server_env = env_of(container(one(docs, "StatefulSet", nats), "nats"))
+    for user in ("gateway", "router", "engine"):
+        ref = server_env[f"FRYS_{user.upper()}_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"{nats}-auth", "key": f"{user}-password"}
+    router = container(one(docs, "Deployment", f"{RELEASE}-router"), "router")
+    for c, user in ((gw, "gateway"), (router, "router")):
+        assert env_value(c, "FRYS_NATS_USER") == user
+        assert env_of(c)["FRYS_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == (
+            f"{user}-password"
+        )
+        assert env_value(c, "FRYS_NATS_TLS_CA_FILE") == "/etc/frys/nats-tls/ca.crt"
+
+    # The rendered environments pass the gateway's and the router's own validation.
+    from frys.gateway.config import load_config
+    from frys.router.config import load_router_config
+    from frys.runtime.nats_auth import NatsAuth
+
+    gateway_config = load_config(env=_pod_env(docs, tmp_path / "gw"))
+    assert gateway_config.nats_user == "gateway"
+    assert Path(gateway_config.nats_tls_ca_file).read_bytes() == files["ca.crt"]
+    assert "tls" in NatsAuth.from_settings(gateway_config).connect_options()
+    router_env = _pod_env(docs, tmp_path / "router", f"{RELEASE}-router", "router")
+    router_config = load_router_config(env=router_env)
+    assert (router_config.nats_user, router_config.nats_password) == (
+        "router",
+        base64.b64decode(auth["data"]["router-password"]).decode(),
+    )
+
+    plain = render(overrides="nats:\n  tls:\n    enabled: false\n  auth:\n    enabled: false\n")
+    conf = one(plain, "ConfigMap", f"{nats}-config")["data"]["nats.conf"]
+    assert "tls {" not in conf and "accounts" not in conf
+    gw = container(one(plain, "StatefulSet", GW), "gateway")
+    assert env_value(gw, "FRYS_NATS_URL").startswith("nats://")
+    assert not [n for n in env_of(gw) if n.startswith("FRYS_NATS_") and n != "FRYS_NATS_URL"]
+
+
+@needs_helm
+def test_external_nats_with_ca_and_creds(tmp_path: Path) -> None:
+    docs = render(overrides=VARIANTS["external-nats-creds"])
+    for workload, name, kind in (
+        (GW, "gateway", "StatefulSet"),
+        (f"{RELEASE}-router", "router", "Deployment"),
+    ):
+        w = one(docs, kind, workload)
+        c = container(w, name)
+        assert env_value(c, "FRYS_NATS_CREDS_FILE") == f"/etc/frys/nats-creds/{name}.creds"
+        assert env_value(c, "FRYS_NATS_TLS_CA_FILE") == "/etc/frys/nats-tls/ca.crt"
+        volumes = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["nats-creds"]["secret"]["secretName"] == "frys-nats-creds"
+        assert volumes["nats-creds"]["secret"]["items"] == [
+            {"key": f"{name}.creds", "path": f"{name}.creds"}
+        ]
+        assert volumes["nats-tls"]["secret"]["secretName"] == "nats-ca"
+    config = _pod_env(docs, tmp_path)
+    from frys.gateway.config import load_config
+
+    assert load_config(env=config).nats_creds_file.endswith("gateway.creds")
+
+
+@needs_helm
+def test_gateway_tls_reencrypt(tmp_path: Path) -> None:
+    docs = render(overrides=VARIANTS["gateway-tls-reencrypt"])
+    sts = one(docs, "StatefulSet", GW)
+    gw = container(sts, "gateway")
+    assert env_value(gw, "FRYS_TLS_CERT_FILE") == "/etc/frys/tls/tls.crt"
+    assert env_value(gw, "FRYS_TLS_KEY_FILE") == "/etc/frys/tls/tls.key"
+    assert env_value(gw, "FRYS_TLS_CLIENT_CA_FILE") == "/etc/frys/tls/ca.crt"
+    assert env_value(gw, "FRYS_PUBLIC_URL") == "wss://ws.example.com/gw/$(POD_NAME)/ws"
+    assert gw["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert gw["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    volume = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
+    # The whole Secret, not items or subPath: the kubelet's renewal swap reaches the pod.
+    assert volume["secret"] == {"secretName": "gw-tls", "defaultMode": 0o440}
+    mount = next(m for m in gw["volumeMounts"] if m["name"] == "tls")
+    assert "subPath" not in mount and mount["mountPath"] == "/etc/frys/tls"
+    annotations = one(docs, "Ingress", GW)["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert one(docs, "Ingress", GW)["spec"]["tls"][0]["secretName"] == "edge-tls"
+    (endpoint,) = one(docs, "ServiceMonitor", GW)["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    script = one(docs, "Pod", f"{RELEASE}-test-readyz")["spec"]["containers"][0]["command"][-1]
+    assert f"https://{GW}:8080/readyz" in script
+    compile(script, "readyz-test", "exec")
+
+    from frys.gateway.config import load_config
+
+    config = load_config(env=_pod_env(docs, tmp_path))
+    assert config.tls_cert_file.endswith("tls.crt") and config.tls_client_ca_file
+    assert config.advertised_url.startswith("wss://")
+
+
+@needs_helm
+def test_gateway_tls_passthrough_routes_each_pod_by_host() -> None:
+    docs = render(overrides=VARIANTS["gateway-tls-passthrough"])
+    ingress = one(docs, "Ingress", GW)
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-passthrough"] == (
+        "true"
+    )
+    assert "tls" not in ingress["spec"]  # TLS ends at the gateways
+    rules = {r["host"]: r["http"]["paths"] for r in ingress["spec"]["rules"]}
+    assert rules.pop("ws.example.com")[0]["backend"]["service"]["name"] == GW
+    services = {s["metadata"]["name"]: s for s in find(docs, "Service")}
+    gw = container(one(docs, "StatefulSet", GW), "gateway")
+    public_url = env_value(gw, "FRYS_PUBLIC_URL")
+    assert public_url == "wss://$(POD_NAME).ws.example.com/ws"
+    assert len(rules) == 6
+    for ordinal in range(6):
+        pod_name = f"{GW}-{ordinal}"
+        url = expand(public_url, {"POD_NAME": pod_name})
+        host = url.removeprefix("wss://").removesuffix("/ws")
+        (path,) = rules[host]
+        service = services[path["backend"]["service"]["name"]]
+        assert service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == pod_name

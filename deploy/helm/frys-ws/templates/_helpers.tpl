@@ -31,6 +31,12 @@ label value and Service name.
 {{- define "frys-ws.router.fullname" -}}{{ include "frys-ws.fullname" . }}-router{{- end }}
 {{- define "frys-ws.nats.fullname" -}}{{ include "frys-ws.fullname" . }}-nats{{- end }}
 {{- define "frys-ws.nats.headless" -}}{{ include "frys-ws.fullname" . }}-nats-headless{{- end }}
+{{- define "frys-ws.nats.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "frys-ws.nats.fullname" .)) .Values.nats.tls.secretName }}
+{{- end }}
+{{- define "frys-ws.nats.authSecret" -}}
+{{- default (printf "%s-auth" (include "frys-ws.nats.fullname" .)) .Values.nats.auth.existingSecret }}
+{{- end }}
 {{- define "frys-ws.secretName" -}}
 {{- default (printf "%s-auth" (include "frys-ws.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
@@ -126,8 +132,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- $urls := list }}
 {{- $sts := include "frys-ws.nats.fullname" . }}
 {{- $svc := include "frys-ws.nats.headless" . }}
+{{- $scheme := ternary "tls" "nats" .Values.nats.tls.enabled }}
 {{- range $i := until (int .Values.nats.replicas) }}
-{{- $urls = append $urls (printf "nats://%s-%d.%s.%s.svc.%s:4222" $sts $i $svc $.Release.Namespace $.Values.clusterDomain) }}
+{{- $urls = append $urls (printf "%s://%s-%d.%s.%s.svc.%s:4222" $scheme $sts $i $svc $.Release.Namespace $.Values.clusterDomain) }}
 {{- end }}
 {{- join "," $urls }}
 {{- else }}
@@ -138,7 +145,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "frys-ws.ingress.scheme" -}}
 {{- if .Values.ingress.scheme }}
 {{- .Values.ingress.scheme }}
-{{- else if .Values.ingress.tls.enabled }}
+{{- else if or .Values.ingress.tls.enabled (eq .Values.ingress.tlsMode "passthrough") }}
 {{- "wss" }}
 {{- else }}
 {{- "ws" }}
@@ -149,10 +156,121 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "frys-ws.gateway.publicUrl" -}}
 {{- if .Values.gateway.publicUrl }}
 {{- .Values.gateway.publicUrl }}
+{{- else if and .Values.ingress.enabled (eq .Values.ingress.tlsMode "passthrough") }}
+{{- printf "wss://$(POD_NAME).%s/ws" .Values.ingress.host }}
 {{- else if .Values.ingress.enabled }}
 {{- printf "%s://%s/gw/$(POD_NAME)/ws" (include "frys-ws.ingress.scheme" .) .Values.ingress.host }}
 {{- else }}
-{{- printf "ws://$(POD_NAME).%s.$(POD_NAMESPACE).svc.%s:%d/ws" (include "frys-ws.gateway.headless" .) .Values.clusterDomain (int .Values.gateway.port) }}
+{{- printf "%s://$(POD_NAME).%s.$(POD_NAMESPACE).svc.%s:%d/ws" (include "frys-ws.gateway.wsScheme" .) (include "frys-ws.gateway.headless" .) .Values.clusterDomain (int .Values.gateway.port) }}
+{{- end }}
+{{- end }}
+
+{{- define "frys-ws.gateway.wsScheme" -}}{{ ternary "wss" "ws" .Values.gateway.tls.enabled }}{{- end }}
+{{- define "frys-ws.gateway.httpScheme" -}}{{ ternary "HTTPS" "HTTP" .Values.gateway.tls.enabled }}{{- end }}
+
+{{/* NATS security ------------------------------------------------------------------------ */}}
+
+{{/*
+What a Frys process may do on NATS under subjectPrefix: frys.runtime.nats_auth.frys_permissions
+in the NATS configuration syntax (tests/deploy checks that both list the same subjects).
+*/}}
+{{- define "frys-ws.nats.permissions" -}}
+{{- $p := .Values.subjectPrefix }}
+{{- $under := replace "." "_" $p }}
+{{- $buckets := list (printf "%s_control" $under) (printf "%s_presence" $under) (printf "%s_placement" $under) }}
+{{- $streams := list (printf "%s_EVENTS" (upper $under)) (printf "%s_STATE" (upper $under)) }}
+{{- range $b := $buckets }}{{ $streams = append $streams (printf "KV_%s" $b) }}{{ end }}
+{{- $pub := list (printf "%s.>" $p) "_INBOX.>" "$JS.API.INFO" }}
+{{- $sub := list (printf "%s.>" $p) "_INBOX.>" }}
+{{- range $s := $streams }}
+{{- range $api := list "STREAM.INFO" "STREAM.CREATE" "STREAM.UPDATE" "STREAM.MSG.GET" "DIRECT.GET" }}
+{{- $pub = append $pub (printf "$JS.API.%s.%s" $api $s) }}
+{{- end }}
+{{- $pub = append $pub (printf "$JS.API.DIRECT.GET.%s.>" $s) }}
+{{- $pub = append $pub (printf "$JS.API.CONSUMER.CREATE.%s" $s) }}
+{{- $pub = append $pub (printf "$JS.API.CONSUMER.CREATE.%s.>" $s) }}
+{{- range $api := list "CONSUMER.DURABLE.CREATE" "CONSUMER.INFO" "CONSUMER.DELETE" "CONSUMER.MSG.NEXT" }}
+{{- $pub = append $pub (printf "$JS.API.%s.%s.*" $api $s) }}
+{{- end }}
+{{- $pub = append $pub (printf "$JS.ACK.%s.>" $s) }}
+{{- $pub = append $pub (printf "$JS.FC.%s.>" $s) }}
+{{- $sub = append $sub (printf "$JS.EVENT.ADVISORY.STREAM.*.%s" $s) }}
+{{- end }}
+{{- range $b := $buckets }}
+{{- $pub = append $pub (printf "$KV.%s.>" $b) }}
+{{- $sub = append $sub (printf "$KV.%s.>" $b) }}
+{{- end }}
+{
+  publish: { allow: [{{ range $i, $s := $pub }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}] }
+  subscribe: { allow: [{{ range $i, $s := $sub }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}] }
+}
+{{- end }}
+
+{{/*
+How one component connects to NATS: (dict "ctx" $ "user" "gateway").
+Env entries, then (under "volumes:"/"mounts:" in frys-ws.nats.clientVolumes) the files.
+*/}}
+{{- define "frys-ws.nats.clientEnv" -}}
+{{- $n := .ctx.Values.nats }}
+{{- if $n.enabled }}
+{{- if $n.tls.enabled }}
+- name: FRYS_NATS_TLS_CA_FILE
+  value: /etc/frys/nats-tls/ca.crt
+{{- end }}
+{{- if $n.auth.enabled }}
+- name: FRYS_NATS_USER
+  value: {{ .user | quote }}
+- name: FRYS_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "frys-ws.nats.authSecret" .ctx }}
+      key: {{ printf "%s-password" .user }}
+{{- end }}
+{{- else }}
+{{- if $n.external.caSecret }}
+- name: FRYS_NATS_TLS_CA_FILE
+  value: /etc/frys/nats-tls/ca.crt
+{{- end }}
+{{- if $n.external.credsSecret }}
+- name: FRYS_NATS_CREDS_FILE
+  value: {{ printf "/etc/frys/nats-creds/%s.creds" .user | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "frys-ws.nats.clientMounts" -}}
+{{- $n := .ctx.Values.nats }}
+{{- if or (and $n.enabled $n.tls.enabled) (and (not $n.enabled) $n.external.caSecret) }}
+- name: nats-tls
+  mountPath: /etc/frys/nats-tls
+  readOnly: true
+{{- end }}
+{{- if and (not $n.enabled) $n.external.credsSecret }}
+- name: nats-creds
+  mountPath: /etc/frys/nats-creds
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "frys-ws.nats.clientVolumes" -}}
+{{- $n := .ctx.Values.nats }}
+{{- if or (and $n.enabled $n.tls.enabled) (and (not $n.enabled) $n.external.caSecret) }}
+- name: nats-tls
+  secret:
+    secretName: {{ ternary (include "frys-ws.nats.tlsSecret" .ctx) $n.external.caSecret $n.enabled }}
+    defaultMode: 0440
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- if and (not $n.enabled) $n.external.credsSecret }}
+- name: nats-creds
+  secret:
+    secretName: {{ $n.external.credsSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ printf "%s.creds" .user }}
+        path: {{ printf "%s.creds" .user }}
 {{- end }}
 {{- end }}
 
@@ -222,6 +340,16 @@ podAntiAffinity:
 {{- end }}
 {{- if and .Values.nats.enabled (le (int .Values.nats.terminationGracePeriodSeconds) (add (int .Values.nats.lameDuckSeconds) 10)) }}
 {{- fail "nats.terminationGracePeriodSeconds must exceed nats.lameDuckSeconds + 10 (the lame-duck grace period)" }}
+{{- end }}
+{{- $mode := .Values.ingress.tlsMode }}
+{{- if and .Values.ingress.enabled (ne $mode "edge") (not $g.tls.enabled) }}
+{{- fail (printf "ingress.tlsMode %s needs gateway.tls.enabled: the Ingress sends TLS to the pods" $mode) }}
+{{- end }}
+{{- if and .Values.ingress.enabled (eq $mode "edge") $g.tls.enabled }}
+{{- fail "gateway.tls.enabled with an Ingress needs ingress.tlsMode reencrypt or passthrough: with edge the Ingress would speak plain HTTP to a TLS port" }}
+{{- end }}
+{{- if and .Values.ingress.enabled (eq $mode "passthrough") .Values.ingress.tls.enabled }}
+{{- fail "ingress.tlsMode passthrough: TLS ends at the gateways, so ingress.tls must stay disabled (the gateway certificate is gateway.tls.secretName)" }}
 {{- end }}
 {{- if and .Values.auth.existingSecret (or .Values.auth.jwtSecret .Values.auth.jwtPublicKey .Values.auth.jwks .Values.auth.apiKey .Values.auth.resumeSecret) }}
 {{- fail "auth.existingSecret is set: put the credentials in that Secret, not in auth.jwtSecret/jwtPublicKey/jwks/apiKey/resumeSecret" }}
