@@ -96,3 +96,14 @@ def test_only_the_adapter_touches_nats_private_names() -> None:
         text = path.read_text(encoding="utf-8")
         found = re.search(r"_process_msg|DEFAULT_BUFFER_SIZE|_drain_helper|\._(id|conn)\b", text)
         assert found is None, f"{path.name} uses {found.group(0) if found else ''}"
+
+
+def test_every_counter_is_exported() -> None:
+    """metrics.py promises that every counter it keeps is rendered (``/metrics``, OTLP)."""
+    import dataclasses
+
+    from frys.gateway.metrics import Metrics
+
+    exported = (PACKAGE / "telemetry.py").read_text(encoding="utf-8")
+    missing = [f.name for f in dataclasses.fields(Metrics) if f"m.{f.name}" not in exported]
+    assert missing == [], f"counters never exported: {missing}"
