@@ -17,9 +17,7 @@ import pytest
 from frys.shared.tensor import Codec, TensorDecoder, read_header
 
 HERE = Path(__file__).parent
-GOLDEN: list[dict[str, Any]] = json.loads((HERE / "golden_frames_arms.json").read_text())[
-    "vectors"
-]
+GOLDEN: list[dict[str, Any]] = json.loads((HERE / "golden_frames_arms.json").read_text())["vectors"]
 DOC = (HERE.parent.parent / "docs" / "tensor-frames.md").read_text()
 
 

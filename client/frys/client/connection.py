@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Gener
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from opentelemetry import trace as otel_trace
@@ -47,9 +48,11 @@ from frys.client.core import (
     new_message_id,
     publish_retry,
 )
+from frys.client.dicts import CompressedInbox, Received
 from frys.client.errors import ClientError, ConnectionClosed, ConnectionLost
 from frys.client.tensors import TensorSender, TensorStream
 from frys.shared.protocol import frames as f
+from frys.shared.protocol import zdict
 from frys.shared.protocol.channels import parse_channel
 from frys.shared.protocol.codec import CODECS, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, WireCodec
 from frys.shared.protocol.errors import CloseCode, FrysError, Reconnect, reconnect_policy
@@ -131,6 +134,10 @@ class ClientOptions:
     heartbeat_s: float | None = 20.0
     max_frame_bytes: int = 64 * 1024 * 1024
     headers: dict[str, str] = field(default_factory=dict)
+    codecs: tuple[str, ...] | None = None
+    """Payload codecs to declare (docs/protocol.md §15); ``None``: every codec this SDK
+    decodes on ``msgpack`` (``zstd-dict``, ``tensor-ext``), none on ``json``."""
+    max_dict_bytes: int = zdict.DEFAULT_MAX_DICT_BYTES
     ssl_context: ssl.SSLContext | None = None
     """TLS for ``wss://`` gateways whose certificate a private CA signed; the system's
     trust store when ``None``."""
@@ -173,6 +180,14 @@ class Client:
         self._closing = False
         self._final_error: BaseException | None = None
         self._tensor_senders: dict[tuple[str, int], TensorSender] = {}
+        self._inbox = CompressedInbox(options.max_frame_bytes, options.max_dict_bytes)
+        self._conn_url = self.urls[0]
+        self._plain_only = False
+        """Set when a dictionary could not be had: later connections declare no codec."""
+        self._degrade: str | None = None
+        """Why the current connection is being dropped to come back without codecs."""
+        self.dictionary_failures = 0
+        """Times compressed delivery had to stop (docs/protocol.md §15.6)."""
 
     @property
     def session_id(self) -> str | None:
@@ -186,6 +201,20 @@ class Client:
     @property
     def limits(self) -> dict[str, int]:
         return self._core.limits
+
+    @property
+    def codecs(self) -> tuple[str, ...]:
+        """The payload codecs this client declares on its next ``connect``."""
+        if self._plain_only or not self.codec.binary:
+            return ()
+        if self.options.codecs is not None:
+            return tuple(self.options.codecs)
+        return (zdict.CODEC_ZSTD_DICT, "tensor-ext")
+
+    @property
+    def compressed_frames(self) -> int:
+        """Compressed frames this client decoded."""
+        return self._inbox.compressed
 
     # --- tasks ---------------------------------------------------------------------------
     def _spawn(
@@ -328,6 +357,15 @@ class Client:
                 self.last_close = (code, reason)
                 if self._stopped():
                     return
+                if self._degrade is not None:
+                    # A dictionary could not be had: come back at once, declaring no codec,
+                    # and resume every subscription from its position (§15.6).
+                    self._degrade = None
+                    self.reconnects += 1
+                    self._set_state(ConnState.RECONNECTING)
+                    self._core.connection_lost()
+                    delay_s = 0.0
+                    continue
                 policy = reconnect_policy(code if code is not None else 1006)
                 if policy is Reconnect.WITH_NEW_TOKEN and self.options.token_provider is not None:
                     try:
@@ -398,11 +436,14 @@ class Client:
                 ) from None
             raise
         self._ws = ws
+        self._conn_url = url
+        self._inbox.reset()
         await self._send_now(
             f.Connect(
                 id=0,
                 token=self._token,
                 name=self.options.name or None,
+                codecs=self.codecs,
                 resume=self._core.resume or None,
                 caps=self.options.caps,
             )
@@ -440,13 +481,10 @@ class Client:
         try:
             while True:
                 msg = await ws.receive()
-                if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                    try:
-                        frame = self.codec.decode(msg.data)
-                    except Exception as exc:
-                        log.warning("undecodable frame from gateway: %s", exc)
-                        continue
-                    self._on_frame(frame)
+                if msg.type is aiohttp.WSMsgType.BINARY:
+                    self._received(self._inbox.receive(msg.data))
+                elif msg.type is aiohttp.WSMsgType.TEXT:
+                    self._decode_frame(msg.data)
                 elif msg.type is aiohttp.WSMsgType.CLOSE:
                     reason = str(msg.extra or "")
                     break
@@ -459,6 +497,83 @@ class Client:
         with contextlib.suppress(Exception):
             await ws.close()
         return ws.close_code, reason
+
+    def _decode_frame(self, data: str | bytes) -> None:
+        try:
+            frame = self.codec.decode(data)
+        except Exception as exc:
+            log.warning("undecodable frame from gateway: %s", exc)
+            return
+        self._on_frame(frame)
+
+    # --- compressed frames (docs/protocol.md §15) ---------------------------------------
+    def _received(self, out: Received) -> None:
+        for frame in out.frames:
+            self._decode_frame(frame)
+        if out.fetch is not None:
+            self._spawn(self._fetch_dictionary(out.fetch, self._ws), "dictionary fetch")
+        if out.failure is not None:
+            self._stop_compressed(out.failure)
+
+    def _stop_compressed(self, reason: str) -> None:
+        """Compressed delivery cannot go on: reconnect at once without codecs."""
+        if self._plain_only:
+            return
+        self.dictionary_failures += 1
+        self._plain_only = True
+        log.warning("compressed frames cannot be decoded (%s): reconnecting without codecs", reason)
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            self._degrade = reason
+            self._spawn(ws.close(), "close for plain delivery")
+
+    def dictionary_url(self, dict_id: int) -> str:
+        """Where the gateway of the current connection serves dictionary ``dict_id``."""
+        parts = urlsplit(self._conn_url)
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+        return urlunsplit((scheme, parts.netloc, f"/dict/{zdict.format_id(dict_id)}", "", ""))
+
+    async def _fetch_dictionary(self, dict_id: int, ws: Any) -> None:
+        """Fetch a dictionary (one retry), then release what waited for it."""
+        reason = "unavailable"
+        for attempt in range(2):
+            try:
+                content = await self._get_dictionary(dict_id)
+            except _DictionaryRefused as exc:
+                reason = str(exc)
+                break
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if attempt == 0:
+                    await asyncio.sleep(0.05)
+                continue
+            if ws is self._ws:
+                self._received(self._inbox.dictionary(content))
+            return
+        if ws is self._ws:
+            self._received(
+                self._inbox.fetch_failed(f"dictionary {zdict.format_id(dict_id)}: {reason}")
+            )
+
+    async def _get_dictionary(self, dict_id: int) -> bytes:
+        assert self._http is not None
+        headers = dict(self.options.headers)
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        limit = self.options.max_dict_bytes
+        async with self._http.get(
+            self.dictionary_url(dict_id), headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+        ) as resp:
+            if resp.status in (400, 401, 403, 404):
+                raise _DictionaryRefused(f"HTTP {resp.status}: {(await resp.text())[:120]}")
+            if resp.status != 200:
+                raise aiohttp.ClientError(f"HTTP {resp.status}")
+            if resp.content_length is not None and resp.content_length > limit:
+                raise _DictionaryRefused(f"{resp.content_length} bytes exceed {limit}")
+            content = await resp.content.read(limit + 1)
+            if len(content) > limit:
+                raise _DictionaryRefused(f"more than {limit} bytes")
+            return content
 
     def _on_frame(self, frame: f.Frame) -> None:
         match self._core.receive(frame):
@@ -665,6 +780,10 @@ def current_trace_context() -> f.TraceContext | None:
     otel_inject(carrier)
     parent = carrier.get("traceparent")
     return f.TraceContext(parent, carrier.get("tracestate")) if parent else None
+
+
+class _DictionaryRefused(Exception):
+    """The gateway will not serve the dictionary (unknown, malformed id, too large)."""
 
 
 class _Fatal(Exception):
