@@ -4,6 +4,8 @@ ask of a cluster: which node leads a stream, and every message a stream holds on
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -51,6 +53,17 @@ async def stream_leader(nc: NatsClient, stream: str, nodes: list[NatsProcess]) -
         if time.monotonic() > deadline:
             raise AssertionError(f"stream {stream} has no leader")
         await asyncio.sleep(0.1)
+
+
+async def lead(nc: NatsClient, stream: str, node: NatsProcess, nodes: list[NatsProcess]) -> None:
+    """Make ``node`` the leader of ``stream`` (a step-down naming the preferred server)."""
+    request = json.dumps({"placement": {"preferred": node.name}}).encode()
+    deadline = time.monotonic() + 20
+    while (await stream_leader(nc, stream, nodes)) is not node:
+        assert time.monotonic() < deadline, f"{node.name} never took the lead of {stream}"
+        with contextlib.suppress(Exception):
+            await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", request, timeout=5)
+        await asyncio.sleep(0.2)
 
 
 async def stored(nc: NatsClient, stream: str, subject: str) -> list[tuple[int, bytes]]:

@@ -55,6 +55,11 @@ class StoredMsg:
     headers: dict[str, str]
 
 
+SINGLE_REPLICA_ANSWERS = frozenset({10005, 10023, 10074})
+"""JetStream's refusals of a stream of three replicas that mean one replica is all it can
+hold: no suitable peers for placement, insufficient resources, not clustered."""
+
+
 class BusUnavailable(Exception):
     """NATS cannot be reached right now."""
 
@@ -73,6 +78,12 @@ class Bus:
         self.kv_presence: KeyValue | None = None
         self.kv_placement: KeyValue | None = None
         self.epochs: dict[ChannelKind, str] = {}
+        self.replicas = 0
+        """Replicas this gateway gives the streams and buckets it creates (0: not chosen
+        yet); see :meth:`_choose_replicas`."""
+        self.replicas_reason = ""
+        self.replication: dict[str, int] = {}
+        """Replicas in force per stream and bucket: existing ones keep theirs."""
         self.reconnects = 0
         self._auth = NatsAuth.from_settings(config)
         """Credentials and TLS for both connections (``nats_*`` settings)."""
@@ -135,6 +146,7 @@ class Bus:
         """Create or update the streams and buckets (idempotent across gateways)."""
         cfg = self.config
         s = self.subjects
+        replicas = await self._choose_replicas()
         events = StreamConfig(
             name=s.events_stream,
             subjects=[s.workflow_wildcard(ChannelKind.EVENTS)],
@@ -142,7 +154,7 @@ class Bus:
             max_age=cfg.events_max_age_s,
             max_bytes=cfg.events_max_bytes,
             duplicate_window=cfg.events_duplicate_window_s,
-            num_replicas=cfg.stream_replicas,
+            num_replicas=replicas,
             allow_direct=True,
             discard=DiscardPolicy.OLD,
             republish=RePublish(
@@ -155,7 +167,7 @@ class Bus:
             subjects=[s.workflow_wildcard(ChannelKind.STATE)],
             storage=StorageType.FILE,
             max_msgs_per_subject=1,
-            num_replicas=cfg.stream_replicas,
+            num_replicas=replicas,
             allow_direct=True,
             discard=DiscardPolicy.OLD,
             republish=RePublish(
@@ -169,24 +181,97 @@ class Bus:
         self.kv_control = await self._bucket(s.control_bucket, cfg.control_outcome_ttl_s)
         self.kv_presence = await self._bucket(s.presence_bucket, cfg.presence_ttl_s)
         self.kv_placement = await self._bucket(s.placement_bucket, None)
+        log.info(
+            "replication: %d replica(s) for what this gateway creates (%s); in force: %s",
+            replicas,
+            self.replicas_reason,
+            ", ".join(f"{name} R{n}" for name, n in self.replication.items()),
+        )
+
+    async def _choose_replicas(self) -> int:
+        """Replicas for the streams and buckets this gateway creates: ``stream_replicas``
+        when set, else 3 when the JetStream this gateway reaches can place three replicas
+        (a cluster of at least three JetStream servers), else 1.
+
+        The question is put to JetStream itself, with a stream of three replicas created
+        and deleted at once: it knows its peers, including one that is down for the moment,
+        which neither the server's ``INFO`` nor the account information tell."""
+        configured = self.config.stream_replicas
+        if configured:
+            self.replicas, self.replicas_reason = configured, "stream_replicas"
+            return configured
+        if self.replicas:
+            return self.replicas  # chosen once per process: a recreated stream gets the same
+        js = self.js
+        probe = StreamConfig(
+            name=f"{self.subjects.events_stream}_PROBE_{self.config.gateway_id}",
+            num_replicas=3,
+            storage=StorageType.FILE,
+            max_msgs=1,
+        )
+        assert probe.name is not None
+        try:
+            await js.add_stream(probe)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code not in SINGLE_REPLICA_ANSWERS:
+                raise
+            self.replicas = 1
+            self.replicas_reason = f"chosen: JetStream cannot place 3 replicas ({exc.description})"
+        else:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await js.delete_stream(probe.name)
+            self.replicas = 3
+            self.replicas_reason = "chosen: JetStream cluster of 3 or more servers"
+        return self.replicas
 
     async def _add_or_update_stream(self, conf: StreamConfig) -> Any:
+        info = await self._put_stream(conf)
+        assert conf.name is not None
+        self.replication[conf.name] = int(info.config.num_replicas or 1)
+        return info
+
+    async def _put_stream(self, conf: StreamConfig) -> Any:
         js = self.js
         assert conf.name is not None
         try:
-            await js.stream_info(conf.name)
+            existing = await js.stream_info(conf.name)
         except nats.js.errors.NotFoundError:
             try:
                 return await js.add_stream(conf)
             except nats.js.errors.BadRequestError:
-                pass  # another gateway created it first
+                # another gateway created it first
+                existing = await js.stream_info(conf.name)
+        name = conf.name
+        conf = self._keep_replicas(name, conf, existing.config.num_replicas)
         try:
             return await js.update_stream(conf)
         except nats.js.errors.BadRequestError as exc:
-            log.warning("stream %s kept its existing configuration: %s", conf.name, exc)
-            return await js.stream_info(conf.name)
+            log.warning("stream %s kept its existing configuration: %s", name, exc)
+            return await js.stream_info(name)
+
+    def _keep_replicas(self, name: str, conf: StreamConfig, have: int | None) -> StreamConfig:
+        """A stream or bucket that exists keeps its replicas (changing them moves its data
+        between servers: an operator's decision, not a gateway start's)."""
+        have = int(have or 1)
+        if have != conf.num_replicas:
+            log.warning(
+                "%s keeps its %d replica(s); this gateway creates with %d (%s)",
+                name,
+                have,
+                conf.num_replicas,
+                self.replicas_reason,
+            )
+        return conf.evolve(num_replicas=have)
 
     async def _bucket(self, name: str, ttl_s: float | None) -> KeyValue:
+        kv = await self._open_bucket(name, ttl_s)
+        status = await kv.status()
+        have = int(status.stream_info.config.num_replicas or 1)
+        self._keep_replicas(name, StreamConfig(num_replicas=self.replicas), have)
+        self.replication[name] = have
+        return kv
+
+    async def _open_bucket(self, name: str, ttl_s: float | None) -> KeyValue:
         js = self.js
         try:
             return await js.key_value(name)
@@ -199,7 +284,7 @@ class Bus:
                     history=1,
                     ttl=ttl_s,
                     storage=StorageType.FILE,
-                    replicas=self.config.stream_replicas,
+                    replicas=self.replicas,
                 )
             )
         return await js.key_value(name)

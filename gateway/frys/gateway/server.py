@@ -132,12 +132,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
-    body = {
+    body: dict[str, object] = {
         "ready": gw.ready,
         "nats": gw.bus.ready,
         "draining": gw.draining,
         "gateway": gw.config.gateway_id,
     }
+    if gw.bus.replicas:
+        # Which replication is in force: an operator checks a cluster's durability here.
+        body["replication"] = {
+            "replicas": gw.bus.replicas,
+            "why": gw.bus.replicas_reason,
+            "in_force": dict(gw.bus.replication),
+        }
     return web.json_response(body, status=200 if gw.ready else 503)
 
 

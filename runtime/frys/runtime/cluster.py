@@ -153,9 +153,8 @@ class LocalCluster:
         else:
             # Started from this thread: a server dies with the thread that started it.
             self.nats = start_cluster(self.nats_nodes, self.prefix)
+        # Replicas are the gateways' choice: three on a cluster of three NATS nodes.
         env = dict(self.gateway_env)
-        if self.nats_nodes >= 3:
-            env.setdefault("FRYS_STREAM_REPLICAS", "3")
         for i in range(self.gateways):
             node = GatewayProcess(self.nats_url, self.prefix, f"{self.prefix}-gw{i}", env=env)
             node.start()
