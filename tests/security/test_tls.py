@@ -37,6 +37,7 @@ from frys.router.service import RouterService
 from frys.runtime.nats_auth import NatsAuth, frys_permissions
 from frys.runtime.nats_process import NatsProcess, NatsTLS
 from tests.conftest import API_KEY, SECRET, token
+from tests.security.natsjwt import Operator
 from tests.security.pki import Issued, TestCA, peer_serial
 
 PREFIX = "tsec"
@@ -486,3 +487,50 @@ async def test_certificate_rotation_on_disk(
                 await new.close()
         finally:
             await old.close()
+
+
+async def test_creds_file_in_operator_mode(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """NATS in operator mode (JWT accounts): gateway and backend authenticate with ``.creds``
+    files whose user JWTs carry the Frys permissions, over TLS."""
+    operator = Operator()
+    server = NatsProcess(
+        name=f"frys-op-{uuid.uuid4().hex[:6]}",
+        tls=NatsTLS(str(pki.nats_server.cert_file), str(pki.nats_server.key_file)),
+        # A user JWT carrying the Frys permissions is some 5 KB, over the 4 KB default for
+        # a CONNECT line (docs/deploy.md says so too).
+        settings={**operator.server_config(), "max_control_line": 16384},
+    ).start()
+    try:
+        permissions = frys_permissions(PREFIX)
+        gateway_creds = operator.creds(tmp_path / "gateway.creds", "gateway", permissions)
+        engine_creds = operator.creds(tmp_path / "engine.creds", "engine", permissions)
+        ca = str(pki.ca.cert_file)
+        async with wss_gateway(
+            monkeypatch,
+            server.url,
+            tls_cert_file=str(pki.nats_server.cert_file),
+            tls_key_file=str(pki.nats_server.key_file),
+            nats_creds_file=str(gateway_creds),
+            nats_tls_ca_file=ca,
+        ) as gw:
+            backend = await Backend.connect(
+                server.url, prefix=PREFIX, creds_file=str(engine_creds), tls_ca_file=ca
+            )
+            client = await open_client(gw, pki)
+            try:
+                events = await client.subscribe("wf:3:events")
+                await backend.publish_event("3", {"signed": "by-jwt"})
+                assert (await events.next(5)).data == {"signed": "by-jwt"}
+            finally:
+                await client.close()
+                await backend.close()
+        # A user the account never signed is refused.
+        stranger = Operator().creds(tmp_path / "stranger.creds", "x", permissions)
+        refused = NatsAuth(creds_file=str(stranger), tls_ca_file=ca).connect_options()
+        with pytest.raises((nats.errors.Error, OSError)):
+            await nats.connect(server.url, allow_reconnect=False, connect_timeout=3, **refused)
+        assert "Violation" not in server.log_text()
+    finally:
+        server.close()

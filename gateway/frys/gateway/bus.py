@@ -204,7 +204,7 @@ class Bus:
             return self.replicas  # chosen once per process: a recreated stream gets the same
         js = self.js
         probe = StreamConfig(
-            name=f"{self.subjects.events_stream}_PROBE_{self.config.gateway_id}",
+            name=self.subjects.replicas_probe_stream,  # one name: NATS permissions list it
             num_replicas=3,
             storage=StorageType.FILE,
             max_msgs=1,

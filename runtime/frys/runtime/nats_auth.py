@@ -118,8 +118,8 @@ def frys_streams(prefix: str) -> list[str]:
 def frys_permissions(prefix: str) -> dict[str, dict[str, list[str]]]:
     """NATS permissions that let a gateway, the router or a backend do its work under
     ``prefix`` and nothing else: its own subjects, replies on ``_INBOX.>``, the JetStream
-    API of its own streams only (never another application's, nor account-wide deletes),
-    its streams' lifecycle advisories and its KV buckets.
+    API of its own streams only (never another application's; none of them deleted, bar
+    the replicas probe), its streams' lifecycle advisories and its KV buckets.
 
     ``$JS.API.INFO`` (account limits) is the one JetStream call not tied to a stream.
     """
@@ -144,6 +144,9 @@ def frys_permissions(prefix: str) -> dict[str, dict[str, list[str]]]:
             f"$JS.FC.{stream}.>",
         ]
         subscribe.append(f"$JS.EVENT.ADVISORY.STREAM.*.{stream}")
+    # The stream a gateway creates and deletes to learn how many replicas JetStream places.
+    probe = s.replicas_probe_stream
+    publish += [f"$JS.API.STREAM.{api}.{probe}" for api in ("CREATE", "INFO", "DELETE")]
     for bucket in (s.control_bucket, s.presence_bucket, s.placement_bucket):
         publish.append(f"$KV.{bucket}.>")
         subscribe.append(f"$KV.{bucket}.>")

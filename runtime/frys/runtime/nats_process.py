@@ -96,6 +96,9 @@ class NatsProcess:
     or a ``token``."""
     accounts: dict[str, Any] | None = None
     """An ``accounts { }`` block: account name → ``{"users": [...], "jetstream": ...}``."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Further top-level settings, e.g. operator mode's ``operator``, ``resolver`` and
+    ``resolver_preload``."""
     url: str = ""
     monitor_url: str = ""
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -171,6 +174,7 @@ class NatsProcess:
             lines.append(f"authorization: {json.dumps(self.authorization)}")
         if self.accounts is not None:
             lines.append(f"accounts: {json.dumps(self.accounts)}")
+        lines += [f"{key}: {json.dumps(value)}" for key, value in self.settings.items()]
         if self.cluster_name:
             assert self.cluster_port is not None
             routes = ", ".join(f'"nats://{self.host}:{p}"' for p in self.routes)

@@ -196,6 +196,9 @@ in the NATS configuration syntax (tests/deploy checks that both list the same su
 {{- $pub = append $pub (printf "$JS.FC.%s.>" $s) }}
 {{- $sub = append $sub (printf "$JS.EVENT.ADVISORY.STREAM.*.%s" $s) }}
 {{- end }}
+{{- range $api := list "CREATE" "INFO" "DELETE" }}
+{{- $pub = append $pub (printf "$JS.API.STREAM.%s.%s_REPLICAS_PROBE" $api (upper $under)) }}
+{{- end }}
 {{- range $b := $buckets }}
 {{- $pub = append $pub (printf "$KV.%s.>" $b) }}
 {{- $sub = append $sub (printf "$KV.%s.>" $b) }}

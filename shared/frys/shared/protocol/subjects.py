@@ -133,6 +133,13 @@ class Subjects:
         return f"{self.prefix.replace('.', '_').upper()}_STATE"
 
     @property
+    def replicas_probe_stream(self) -> str:
+        """A stream created and deleted at once to learn whether JetStream can place three
+        replicas. One name per prefix, not per gateway, so that NATS permissions can name
+        it (gateways probing together create the same stream; each deletes it)."""
+        return f"{self.prefix.replace('.', '_').upper()}_REPLICAS_PROBE"
+
+    @property
     def control_bucket(self) -> str:
         """KV bucket holding control command outcomes by command id."""
         return f"{self.prefix.replace('.', '_')}_control"
