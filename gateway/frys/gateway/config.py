@@ -132,6 +132,19 @@ class GatewayConfig:
     interaction_report_s: float = 2.0
     migrate_rate_per_s: float = 200.0
 
+    # protocol optimiser (docs/optimiser.md)
+    optimiser: bool = True
+    """Learn dictionaries and compress small messages for readers that declare zstd-dict."""
+    optimiser_w_cpu: float = 1.0
+    """Weight of a CPU second against a second of link time in the cost of a choice."""
+    optimiser_min_samples: int = 500
+    """Messages of a schema sampled before its dictionary is learnt."""
+    optimiser_loopback_local: bool = True
+    """Readers on a loopback address count as on this host (link class local: small
+    messages then go plain); off to treat them as remote (benchmarks on one machine)."""
+    dict_retention_s: float = 7 * 86400.0
+    """Dictionaries stay fetchable this long after they were last in use."""
+
     # lifecycle
     drain_s: float = 10.0
     reconnect_spread_ms: int = 5000
@@ -220,6 +233,8 @@ class GatewayConfig:
             "workers",
             "interaction_report_s",
             "migrate_rate_per_s",
+            "optimiser_min_samples",
+            "dict_retention_s",
         )
         problems += [f"{name} must be > 0" for name in positive if getattr(self, name) <= 0]
         if self.events_duplicate_window_s > self.events_max_age_s:
@@ -228,6 +243,8 @@ class GatewayConfig:
             problems.append("max_connections and max_connections_per_ip must be ≥ 0")
         if self.ping_interval_s < 0 or self.jwt_leeway_s < 0 or self.reconnect_spread_ms < 0:
             problems.append("ping_interval_s, jwt_leeway_s and reconnect_spread_ms must be ≥ 0")
+        if self.optimiser_w_cpu < 0:
+            problems.append("optimiser_w_cpu must be ≥ 0")
         if self.stream_replicas not in (0, 1, 3, 5):
             problems.append("stream_replicas must be 1, 3 or 5 (or 0: chosen from the cluster)")
         if problems:

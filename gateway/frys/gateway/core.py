@@ -289,6 +289,7 @@ class SessionCore:
         "_verify",
         "caps",
         "close_code",
+        "codecs",
         "identity",
         "invalid_frames",
         "name",
@@ -317,6 +318,7 @@ class SessionCore:
         self.identity: Identity | None = None
         self.name = ""
         self.caps: tuple[str, ...] = ()
+        self.codecs: tuple[str, ...] = ()
         self.subs: dict[Channel, Sub] = {}
         self.tensor_streams: set[tuple[Channel, int]] = set()
         self.invalid_frames = 0
@@ -420,6 +422,7 @@ class SessionCore:
         self.identity = identity
         self.name = frame.name or ""
         self.caps = frame.caps
+        self.codecs = frame.codecs  # payload codecs it decodes (docs/protocol.md §15)
         limits = self._limits
         return [
             Send(

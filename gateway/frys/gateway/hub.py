@@ -32,8 +32,10 @@ from opentelemetry.trace import Span
 from frys.gateway.broker import History
 from frys.gateway.bus import Bus, StoredMsg
 from frys.gateway.metrics import Metrics
+from frys.gateway.optimise import MessageOptimiser
 from frys.gateway.telemetry import GatewayTelemetry
 from frys.gateway.tensors import RelayBudget, RelayLimits, TensorRelay
+from frys.gateway.wire import WireClass
 from frys.gateway.wsframe import binary_frame, text_frame
 from frys.runtime.memory import reclaim
 from frys.shared.protocol import headers as hdr
@@ -56,6 +58,8 @@ class Subscriber(Protocol):
     """What the hub needs of a session: its writer."""
 
     binary: bool
+    wire: WireClass
+    """Subscribers of one wire class get the very same bytes (:mod:`frys.gateway.wire`)."""
 
     def deliver(self, blob: bytes, source: Any) -> None: ...
 
@@ -390,6 +394,34 @@ class Fanout:
                 out.append(text_frame(t.json(e.packed, e.seq, e.from_, e.tc, e.enc)))
         return b"".join(out)
 
+    def frames_for(
+        self, entries: list[Entry], wire: WireClass, compressed: dict[int, bytes | None]
+    ) -> bytes:
+        """``entries`` framed for one wire class. Readers of dictionary-compressed frames
+        get each message compressed when that pays on their link; ``compressed`` holds each
+        message's compressed frame for this tick, so a message is compressed once,
+        whatever the number of classes and readers."""
+        optimiser = self.hub.optimiser
+        if not wire.dictionary or optimiser is None:
+            return self.frames(entries, wire.binary)
+        t = self.template
+        kind = self.kind
+        out = []
+        for e in entries:
+            plain = t.msgpack(e.packed, e.seq, e.from_, e.tc, e.enc)
+            packed: bytes | None = None
+            if e.enc is None:
+                key = id(e)
+                if key in compressed:
+                    packed = compressed[key]
+                else:
+                    packed = compressed[key] = optimiser.compress(kind, e.packed, plain)
+                if packed is not None and not optimiser.pays(wire.link, len(plain), len(packed)):
+                    packed = None
+                optimiser.account(wire.link, len(plain), None if packed is None else len(packed))
+            out.append(binary_frame(plain if packed is None else packed))
+        return b"".join(out)
+
     def stored_frames(self, stored: list[StoredMsg], binary: bool) -> bytes:
         """History read from the stream, framed for one subscriber."""
         return self.frames([_entry_of(m) for m in stored], binary)
@@ -411,15 +443,16 @@ class Fanout:
             self._flush_tensors(tensors)
             if not entries:
                 return
-        blobs: dict[bool, bytes] = {}
+        blobs: dict[WireClass, bytes] = {}
+        compressed: dict[int, bytes | None] = {}
         live = 0
         for sub, st in list(self.subscribers.items()):
             if st.mode is SubMode.CATCHING_UP:
                 st.held.extend(entries)
                 continue
-            blob = blobs.get(sub.binary)
+            blob = blobs.get(sub.wire)
             if blob is None:
-                blob = blobs[sub.binary] = self.frames(entries, sub.binary)
+                blob = blobs[sub.wire] = self.frames_for(entries, sub.wire, compressed)
             sub.deliver(blob, self)
             live += 1
         self.hub.metrics.deliveries += live * len(entries)
@@ -514,6 +547,8 @@ class Hub:
         self.fanouts: dict[Channel, Fanout] = {}
         self.notice_filter: NoticeFilter | None = None
         """Set by presence, which owns the member tables."""
+        self.optimiser: MessageOptimiser | None = None
+        """Set by the gateway: compresses messages for readers that decode ``zstd-dict``."""
         self.presence_start: Callable[[Channel], Awaitable[None]] | None = None
         """Set by presence: a presence channel gets its first local subscriber."""
         self._dirty: list[Fanout] = []

@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import time
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -27,6 +28,7 @@ from frys.gateway.hub import Hub
 from frys.gateway.jwks import RemoteKeySet
 from frys.gateway.listener import Admission, Guard
 from frys.gateway.metrics import Metrics
+from frys.gateway.optimise import build_optimiser, optimiser_metrics, optimiser_report
 from frys.gateway.peers import Peers
 from frys.gateway.placement import GatewayPlacement
 from frys.gateway.presence import Presence
@@ -81,6 +83,9 @@ class Gateway:
             ),
         )
         self._sweeper: asyncio.Task[None] | None = None
+        self.optimiser = build_optimiser(config, self.bus)
+        """The protocol optimiser of small messages (``None`` when turned off)."""
+        self.hub.optimiser = self.optimiser
         self.verifier = TokenVerifier(config)
         self.jwks = RemoteKeySet.from_config(config, self.verifier)
         """The identity provider's keys (``jwt_jwks_url``), kept current in the background."""
@@ -167,6 +172,16 @@ class Gateway:
     def ready(self) -> bool:
         return self.phase is Phase.SERVING and self.bus.ready
 
+    def optimiser_report(self) -> dict[str, Any]:
+        """``GET /optimiser``: the optimiser's decisions here, and the evidence."""
+        return optimiser_report(
+            self.optimiser, [s.writer for s in self.sessions], self.hub, self.config.gateway_id
+        )
+
+    def optimiser_metrics(self) -> str:
+        """The optimiser's figures for ``/metrics`` (Prometheus text)."""
+        return optimiser_metrics(self.optimiser)
+
     async def start(self) -> None:
         try:
             await self._start()
@@ -184,6 +199,8 @@ class Gateway:
         await self.peers.start()
         await self.bus.subscribe(self.subjects.keyframe_requests_all, self._on_keyframe_request)
         await self.history.watch(self.hub.epoch_seen)
+        if self.optimiser is not None:
+            await self.optimiser.start()
         await self.placement.start()
         self._sweeper = asyncio.get_running_loop().create_task(self.hub.sweep())
         self.phase = Phase.SERVING
@@ -244,6 +261,9 @@ class Gateway:
                 await asyncio.wait_for(step, 3.0)
             except Exception as exc:
                 log.warning("shutdown step did not finish: %s", exc or type(exc).__name__)
+        if self.optimiser is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.optimiser.close(), 3.0)
         with contextlib.suppress(Exception):
             await self.bus.close()
         self.telemetry.tel.shutdown()

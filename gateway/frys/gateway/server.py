@@ -27,6 +27,7 @@ from frys.gateway.publisher import DATA_ERRORS, Message, PublishError
 from frys.gateway.session import Session
 from frys.gateway.tls import verified_client
 from frys.gateway.webroot import sdk_file, ui_file, ui_page
+from frys.shared.protocol import zdict
 from frys.shared.protocol.channels import parse_channel
 from frys.shared.protocol.codec import CODECS, DEFAULT_CODEC, WireCodec, pack_data
 from frys.shared.protocol.errors import ChannelError, CloseCode, ErrorCode
@@ -150,7 +151,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
-    body = gw.telemetry.prometheus_text()
+    body = gw.telemetry.prometheus_text() + gw.optimiser_metrics().encode()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -221,6 +222,45 @@ def _trace_context(request: web.Request) -> TraceContext | None:
     return TraceContext(parent, request.headers.get("tracestate"))
 
 
+async def dictionary(request: web.Request) -> web.Response:
+    """``GET /dict/{id}`` (docs/protocol.md §15.4): a dictionary by its content-derived id,
+    from this gateway or the installation's cluster state, to a holder of a valid token.
+    Immutable, so cacheable for good."""
+    gw = request.app[GATEWAY_KEY]
+    token = _bearer(request)
+    if token is None:
+        raise web.HTTPUnauthorized(text="a token is required (Authorization: Bearer)")
+    try:
+        gw.verifier.verify(token)
+    except AuthError as exc:
+        raise web.HTTPUnauthorized(text=exc.reason) from None
+    try:
+        dict_id = zdict.parse_id(request.match_info["id"])
+    except zdict.DictionaryError as exc:
+        raise web.HTTPBadRequest(text=exc.reason) from None
+    optimiser = gw.optimiser
+    try:
+        found = None if optimiser is None else await optimiser.fetch(dict_id)
+    except Exception as exc:
+        raise web.HTTPServiceUnavailable(text=f"dictionaries unavailable: {exc}") from None
+    if found is None:
+        raise web.HTTPNotFound(text="unknown dictionary")
+    return web.Response(
+        body=found.content,
+        content_type="application/octet-stream",
+        headers={
+            "ETag": f'"{found.name}"',
+            "Cache-Control": "private, max-age=31536000, immutable",
+        },
+    )
+
+
+async def optimiser_report(request: web.Request) -> web.Response:
+    """``GET /optimiser``: what the protocol optimiser learnt and decided here, and why."""
+    gw = request.app[GATEWAY_KEY]
+    return web.json_response(gw.optimiser_report(), dumps=lambda o: json.dumps(o, default=str))
+
+
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(
         client_max_size=gateway.config.max_frame_bytes, middlewares=[gateway.guard.middleware()]
@@ -231,7 +271,9 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/gw/{gateway}/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/dict/{id}", dictionary)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/optimiser", optimiser_report)
     app.router.add_post("/api/publish", api_publish)
     app.router.add_get("/sdk/{path:.+}", sdk_file)
     app.router.add_get("/ui", ui_page)

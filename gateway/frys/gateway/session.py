@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -26,10 +27,12 @@ from frys.gateway.broker import History
 from frys.gateway.control import Control
 from frys.gateway.hub import Fanout, Hub
 from frys.gateway.metrics import Metrics
+from frys.gateway.optimiser.links import LinkEstimator
 from frys.gateway.placement import GatewayPlacement
 from frys.gateway.presence import Presence, member_record
 from frys.gateway.publisher import DATA_ERRORS, Message, Published, Publisher, PublishError
 from frys.gateway.tensors import TensorPublishers
+from frys.gateway.wire import wire_class
 from frys.gateway.writer import ClientWriter
 from frys.shared.protocol import frames as f
 from frys.shared.protocol import headers as hdr
@@ -71,6 +74,17 @@ MAX_IN_FLIGHT = 512
 
 SLOW_CLOSE_GRACE_S = 0.5
 """How long a slow reader whose backlog reached the kernel gets to read the close frame."""
+
+
+def _on_loopback(transport: asyncio.Transport) -> bool:
+    """Whether the peer is on this host (a loopback address)."""
+    peer = transport.get_extra_info("peername")
+    if not isinstance(peer, tuple) or not peer:
+        return False
+    try:
+        return ipaddress.ip_address(peer[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _close_reason(reason: str) -> bytes:
@@ -271,7 +285,13 @@ class Session:
                 case c.Stats(channel, ref):
                     fan = self.fanouts.get(channel)
                     if fan is not None:
-                        self.send(f.Ack(id=ref, data={"streams": fan.relay.stats()}))
+                        data: dict[str, Any] = {"streams": fan.relay.stats()}
+                        optimiser = self._svc.hub.optimiser
+                        if optimiser is not None:
+                            data["optimiser"] = optimiser.describe_session(
+                                channel.kind, self.writer.wire, self.writer.link
+                            )
+                        self.send(f.Ack(id=ref, data=data))
 
     # --- outbound ------------------------------------------------------------------------
     def send(self, frame: f.Frame) -> None:
@@ -328,6 +348,18 @@ class Session:
             self._deadline = None
         self._schedule_expiry(action.expires_at)
         self._svc.placement.on_connected(self)
+        self._set_wire()
+
+    def _set_wire(self) -> None:
+        """What the client decodes (``connect.codecs``) and where it sits decide the bytes
+        it shares with other subscribers (:mod:`frys.gateway.wire`)."""
+        optimiser = self._svc.hub.optimiser
+        if optimiser is None or not self.core.codecs:
+            return
+        writer = self.writer
+        local = optimiser.loopback_local and _on_loopback(writer.transport)
+        writer.link = LinkEstimator(loopback=local)
+        writer.wire = wire_class(writer.binary, self.core.codecs, writer.link.link)
 
     def _schedule_expiry(self, expires_at: float | None) -> None:
         if self._expiry is not None:

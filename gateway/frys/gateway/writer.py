@@ -29,11 +29,15 @@ import logging
 import socket
 import sys
 import termios
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 from frys.gateway.metrics import Metrics
+from frys.gateway.optimiser.cost import LinkClass
+from frys.gateway.optimiser.links import LinkEstimator
+from frys.gateway.wire import PLAIN_JSON, PLAIN_MSGPACK, WireClass
 from frys.gateway.wsframe import binary_frame, text_frame
 from frys.shared.protocol import frames as f
 from frys.shared.protocol.channels import ChannelKind
@@ -85,6 +89,7 @@ class ClientWriter:
     Slotted and lazy: an idle connection holds only this object and its transport."""
 
     __slots__ = (
+        "_backlog_at",
         "_bulk",
         "_bulk_bytes",
         "_drain_task",
@@ -97,11 +102,13 @@ class ClientWriter:
         "backlogged",
         "binary",
         "codec",
+        "link",
         "on_slow",
         "queue_bytes",
         "stale",
         "state",
         "transport",
+        "wire",
     )
 
     def __init__(
@@ -116,6 +123,12 @@ class ClientWriter:
         self.transport = transport
         self.codec = codec
         self.binary = codec.binary
+        self.wire: WireClass = PLAIN_MSGPACK if codec.binary else PLAIN_JSON
+        """What this connection decodes and where it sits: the hub hands the same bytes to
+        every writer of a class (set from ``connect.codecs``, :mod:`frys.gateway.wire`)."""
+        self.link: LinkEstimator | None = None
+        """The link's estimates, from how fast this writer's backlogs drain."""
+        self._backlog_at: tuple[float, int] | None = None
         self._metrics = metrics
         self._schedule = schedule_flush
         self.queue_bytes = queue_bytes
@@ -339,9 +352,20 @@ class ClientWriter:
     # --- backlog -------------------------------------------------------------------------
     def _on_backlog(self) -> None:
         self.backlogged = True
+        if self.link is not None and self._backlog_at is None:
+            self._backlog_at = (time.monotonic(), self.transport.get_write_buffer_size())
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = asyncio.get_running_loop().create_task(self._wait_drained())
             self._drain_task.add_done_callback(_log_failure)
+
+    def _drained(self) -> None:
+        """A backlog drained: what left the buffer, and how fast, tells the link."""
+        started, self._backlog_at = self._backlog_at, None
+        if started is None or self.link is None:
+            return
+        at, size = started
+        left = size - self.transport.get_write_buffer_size()
+        self.wire = _relinked(self.wire, self.link.drained(left, time.monotonic() - at))
 
     async def _wait_drained(self) -> None:
         """Wait until the socket takes data again, then send each conflated state value
@@ -353,6 +377,7 @@ class ClientWriter:
                 break
             await asyncio.sleep(_POLL_MAX_S)
         self.backlogged = False
+        self._drained()
         stale, self.stale = self.stale or set(), None
         for source in stale:
             if self.state is not WriterState.OPEN:
@@ -379,6 +404,10 @@ def kernel_unsent(fd: int) -> int:
 
 _SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
 """Linux's ``SIOCOUTQ`` has the number of ``TIOCOUTQ``."""
+
+
+def _relinked(wire: WireClass, link: LinkClass) -> WireClass:
+    return wire if wire.link is None or wire.link is link else wire._replace(link=link)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

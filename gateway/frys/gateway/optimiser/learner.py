@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from frys.gateway.optimiser.estimate import WinsorisedEwma
+from frys.gateway.optimiser.messages import DEFAULT_ENCODE_S
 from frys.shared.protocol import zdict
 
 
@@ -91,6 +92,10 @@ def run_job(job: TrainJob) -> TrainResult:
     return TrainResult(job.schema, dictionary, ratio, current)
 
 
+def _timing(prior: float) -> WinsorisedEwma:
+    return WinsorisedEwma(alpha=0.1, band=1.6, restart_after=16, value=prior)
+
+
 @dataclass(slots=True)
 class SchemaState:
     """One schema's dictionary, samples and figures."""
@@ -110,7 +115,10 @@ class SchemaState:
     bytes_wire: int = 0
     since_adopt: int = 0
     ratio: WinsorisedEwma = field(default_factory=lambda: WinsorisedEwma(alpha=0.02, band=3.0))
-    enc_s: WinsorisedEwma = field(default_factory=lambda: WinsorisedEwma(alpha=0.05, band=3.0))
+    enc_s: WinsorisedEwma = field(default_factory=lambda: _timing(DEFAULT_ENCODE_S))
+    """Seconds to compress one frame: starts from a prior, and a timing only ever gets
+    noise added (a cold cache right after a dictionary arrives, a busy core), so samples
+    move it within a narrow band; only a long run of slower ones restarts it."""
     rotations: int = 0
     last_error: str | None = None
 
@@ -302,6 +310,7 @@ class DictionaryLearner:
             del st.retired[: -self.config.max_retired]
             st.rotations += 1
         st.compressor = zdict.FrameCompressor(dictionary, self.config.level)
+        st.enc_s = _timing(st.enc_s.value or DEFAULT_ENCODE_S)
         st.trained_ratio = ratio
         st.since_adopt = 0
         st.collecting = False

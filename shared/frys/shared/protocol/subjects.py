@@ -150,6 +150,19 @@ class Subjects:
         return f"{self.prefix.replace('.', '_')}_placement"
 
     @property
+    def dict_bucket(self) -> str:
+        """KV bucket holding the dictionaries of compressed frames, key = id (8 hex digits);
+        each entry lives ``dict_retention_s`` after it was last written (in-use ones are
+        written again in time)."""
+        return f"{self.prefix.replace('.', '_')}_dicts"
+
+    @property
+    def optimiser_bucket(self) -> str:
+        """KV bucket holding the optimiser's learnt state: per message schema its current
+        dictionary, retired ones and figures (key: a digest of the schema)."""
+        return f"{self.prefix.replace('.', '_')}_optimiser"
+
+    @property
     def presence_bucket(self) -> str:
         """KV bucket holding presence entries (per-key TTL)."""
         return f"{self.prefix.replace('.', '_')}_presence"
