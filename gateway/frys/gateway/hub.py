@@ -416,7 +416,9 @@ class Fanout:
                     packed = compressed[key]
                 else:
                     packed = compressed[key] = optimiser.compress(kind, e.packed, plain)
-                if packed is not None and not optimiser.pays(wire.link, len(plain), len(packed)):
+                if packed is not None and not optimiser.pays(
+                    wire.link, len(plain), len(packed), len(self.subscribers)
+                ):
                     packed = None
                 optimiser.account(wire.link, len(plain), None if packed is None else len(packed))
             out.append(binary_frame(plain if packed is None else packed))

@@ -37,6 +37,8 @@ from frys.shared.protocol.channels import ChannelKind
 
 log = logging.getLogger("frys.gateway.optimise")
 
+PAYS_MARGIN = 0.1
+"""Hysteresis of the compress-or-not decision of a link class."""
 TIME_EVERY = 64
 """One compression in this many is timed (a clock read costs as much as a tenth of one)."""
 COMPRESSED_KINDS = frozenset(
@@ -119,6 +121,7 @@ class MessageOptimiser:
         self.training_s = 0.0
         self.store_errors = 0
         self._count = 0
+        self._compressing: dict[LinkClass, bool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- the hub's hot path --------------------------------------------------------------
@@ -134,11 +137,23 @@ class MessageOptimiser:
         timed = time.perf_counter if self._count % TIME_EVERY == 0 else None
         return self.learner.compress(schema, frame, timed)
 
-    def pays(self, link: LinkClass | None, raw: int, wire: int) -> bool:
-        """Whether a reader on ``link`` gets the compressed frame (else the plain one)."""
+    def pays(self, link: LinkClass | None, raw: int, wire: int, readers: int = 1) -> bool:
+        """Whether a reader on ``link`` gets the compressed frame (else the plain one). The
+        encoding is shared by the message's ``readers``; a class that compresses keeps
+        doing so until plain is clearly cheaper, and the other way round (hysteresis), so
+        readers do not flap between the two forms on noisy timings."""
+        key = link or LinkClass.FAST
         enc = self._encode_estimate()
         dec = self.decode_s.value if self.decode_s.value is not None else DEFAULT_DECODE_S
-        return compression_pays(self.weights, link or LinkClass.FAST, raw, wire, enc, dec)
+        compressing = self._compressing.get(key, True)
+        margin = 1.0 + PAYS_MARGIN if compressing else 1.0 - PAYS_MARGIN
+        # compressed < plain · margin  ⇔  compressed / margin < plain
+        pays = compression_pays(
+            self.weights, key, raw * margin, wire, enc, dec, readers=max(readers, 1)
+        )
+        if pays is not compressing:
+            self._compressing[key] = pays
+        return pays
 
     def _encode_estimate(self) -> float | None:
         values = [s.enc_s.value for s in self.learner.schemas.values() if s.enc_s.value]

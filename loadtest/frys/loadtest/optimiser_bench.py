@@ -138,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short pass (ticks 40, 8000 events)")
     parser.add_argument("--no-tensor", action="store_true")
     parser.add_argument("--no-events", action="store_true")
+    parser.add_argument("--live", action="store_true", help="also run NATS + a gateway")
+    parser.add_argument("--live-seconds", type=float, default=8.0)
+    parser.add_argument("--live-subscribers", type=int, default=8)
+    parser.add_argument("--live-rate", type=float, default=500.0, help="events per second")
+    parser.add_argument("--live-rounds", type=int, default=3, help="off/on pairs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -150,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not args.no_events:
         result["events"] = run_event_grid(args.messages, weights=weights)
+    if args.live:
+        from frys.loadtest.optimiser_live import run_live
+
+        result["live"] = run_live(
+            args.live_seconds, args.live_subscribers, args.live_rate, args.live_rounds
+        )
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
@@ -161,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         print("Small messages: learnt dictionaries vs fixed choices\n")
         print(format_events(result["events"]))
         print()
+    if "live" in result:
+        from frys.loadtest.optimiser_live import format_live
+
+        print("Live: NATS + a gateway, optimiser off and on\n")
+        print(format_live(result["live"]))
     return 0
 
 

@@ -36,14 +36,16 @@ class LearnerConfig:
     dict_bytes: int = 8192
     level: int = 3
     """zstd level of the compressing contexts (and of training)."""
-    drift: float = 0.15
+    drift: float = 0.2
     """Retrain when the live ratio falls this far below the ratio at training."""
-    margin: float = 0.05
-    """A candidate replaces the dictionary only when it does this much better."""
+    margin: float = 0.08
+    """A candidate replaces the dictionary only when it does this much better (readers
+    fetch every new dictionary: a rotation must be worth it)."""
     min_gain: float = 1.25
     """A dictionary is used only when it compresses at least this well on held-out frames."""
-    settle_messages: int = 200
-    """Messages after an adoption before drift is judged."""
+    settle_messages: int = 2000
+    """Messages after an adoption (or a retraining that kept the dictionary) before drift
+    is judged again."""
     max_schemas: int = 512
     """Schemas tracked at once (the least used beyond that are forgotten)."""
     max_retired: int = 16

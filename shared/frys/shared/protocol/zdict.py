@@ -46,6 +46,11 @@ DEFAULT_MAX_DICT_BYTES: Final = 128 * 1024
 DEFAULT_MAX_FRAME_BYTES: Final = 64 * 1024 * 1024
 MAX_WINDOW_BYTES: Final = 1 << 23
 _U32 = struct.Struct("<I")
+TRAIN_K: Final = 200
+TRAIN_D: Final = 8
+"""COVER parameters of training, fixed rather than searched: on workflow events they give
+within 1 % of the searched ratio in a sixth of the time (about 10 ms for 400 frames), and
+the search's long stretches holding the interpreter would stall a gateway's event loop."""
 
 
 class DictionaryError(FrysError):
@@ -251,7 +256,9 @@ def train(samples: list[bytes], dict_bytes: int = 8192, level: int = 3) -> Dicti
     they would be sent). Raises :class:`DictionaryError` when zstd cannot learn one (too
     few or too uniform samples)."""
     try:
-        trained = zstandard.train_dictionary(dict_bytes, list[Any](samples), level=level)
+        trained = zstandard.train_dictionary(
+            dict_bytes, list[Any](samples), level=level, k=TRAIN_K, d=TRAIN_D
+        )
     except zstandard.ZstdError as exc:
         raise DictionaryError(f"no dictionary could be learnt ({exc})") from None
     content = seal(trained.as_bytes())
