@@ -147,7 +147,7 @@ async def _delete_prefix_resources(nats_url: str, prefix: str) -> None:
         for stream in (s.events_stream, s.state_stream):
             with contextlib.suppress(Exception):
                 await js.delete_stream(stream)
-        for bucket in (s.control_bucket, s.presence_bucket, s.placement_bucket):
+        for bucket in s.buckets:
             with contextlib.suppress(Exception):
                 await js.delete_key_value(bucket)
         await nc.close()

@@ -3,6 +3,7 @@ and the session or server goes on serving."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import time
@@ -165,3 +166,25 @@ async def test_a_client_close_is_answered_per_rfc_6455(
     assert msg.type is aiohttp.WSMsgType.CLOSE
     assert msg.data == answered
     assert time.monotonic() - started < 3
+
+
+async def test_an_unmasked_client_frame_closes_with_1002(
+    gateway: RunningGateway, raw: Callable[..., Awaitable[Raw]]
+) -> None:
+    ws = await connected(raw, gateway, "frys.v1.msgpack")
+    # A masked ping in two pieces first (headers split across reads are followed) ...
+    payload = msgpack.packb({"op": "ping", "id": 3})
+    mask = b"\x05\x06\x07\x08"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    frame = bytes([0x82, 0x80 | len(payload)]) + mask + masked
+    transport = ws._response.connection.transport  # type: ignore[union-attr]
+    assert transport is not None
+    transport.write(frame[:1])
+    await asyncio.sleep(0.05)
+    transport.write(frame[1:])
+    assert await recv(ws) == f.Pong(id=3)
+    # ... then the same frame unmasked: a protocol error.
+    transport.write(bytes([0x82, len(payload)]) + payload)
+    msg = await ws.receive(timeout=5)
+    assert msg.type is aiohttp.WSMsgType.CLOSE
+    assert msg.data == 1002

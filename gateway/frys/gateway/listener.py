@@ -17,6 +17,7 @@ protocol that forwards every callback, so it relies on no private part of aiohtt
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from collections import defaultdict
@@ -117,11 +118,17 @@ class Guard:
         return handshake_done
 
 
+CLOSE_PROTOCOL_ERROR = b"\x88\x02\x03\xea"
+"""A close frame with code 1002, as a server sends it (unmasked)."""
+
+
 class GuardedProtocol(asyncio.Protocol):
     """Forwards every callback to aiohttp's protocol once the guard admitted the
-    connection."""
+    connection. After the WebSocket upgrade it also checks that every frame from the client
+    is masked (RFC 6455 §5.1: a server MUST close the connection on an unmasked frame),
+    reading only frame headers and skipping payloads."""
 
-    __slots__ = ("_guard", "_inner", "_ip", "_refused", "_transport")
+    __slots__ = ("_guard", "_head", "_inner", "_ip", "_refused", "_skip", "_transport", "_ws")
 
     def __init__(self, inner: asyncio.Protocol, guard: Guard):
         self._inner = inner
@@ -129,6 +136,46 @@ class GuardedProtocol(asyncio.Protocol):
         self._ip = ""
         self._refused = False
         self._transport: asyncio.BaseTransport | None = None
+        self._ws = False
+        self._skip = 0
+        self._head = b""
+
+    def websocket(self) -> None:
+        """The connection was upgraded: from now on its bytes are WebSocket frames."""
+        self._ws = True
+
+    def _masked(self, data: bytes) -> bool:
+        """Whether every frame header in ``data`` (continuing earlier chunks) has its mask
+        bit set; partial headers are kept for the next chunk."""
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        n = len(data)
+        i = 0
+        skip = self._skip
+        while True:
+            if skip >= n - i:
+                self._skip = skip - (n - i)
+                return True
+            i += skip
+            skip = 0
+            if n - i < 2:
+                self._head = data[i:]
+                self._skip = 0
+                return True
+            second = data[i + 1]
+            if not second & 0x80:
+                return False
+            length = second & 0x7F
+            size = 4 if length == 126 else 10 if length == 127 else 2
+            if n - i < size + 4:
+                self._head = data[i:]
+                self._skip = 0
+                return True
+            if length >= 126:
+                length = int.from_bytes(data[i + 2 : i + size], "big")
+            i += size + 4
+            skip = length
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -144,8 +191,17 @@ class GuardedProtocol(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            self._inner.data_received(data)
+        if self._refused:
+            return
+        if self._ws and not self._masked(data):
+            self._refused = True  # nothing more reaches the session
+            transport = self._transport
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(CLOSE_PROTOCOL_ERROR)
+            if transport is not None:
+                transport.close()
+            return
+        self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         if self._refused:
@@ -153,7 +209,7 @@ class GuardedProtocol(asyncio.Protocol):
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._refused:
+        if self._refused and self._transport is None:
             return
         if self._transport is not None:
             self._guard.forget(self._transport)
@@ -167,14 +223,48 @@ class GuardedProtocol(asyncio.Protocol):
         self._inner.resume_writing()
 
 
+class CannotListen(OSError):
+    """The listening address could not be taken (in use, not ours, not allowed); the
+    message says which and why."""
+
+    exit_code = 1
+
+
 class Listener:
-    """One listening socket serving an aiohttp runner through a :class:`Guard`."""
+    """One listening socket serving an aiohttp runner through a :class:`Guard`.
+
+    :meth:`bind` takes the address before anything else starts, so that a gateway that
+    cannot listen fails before it connects to NATS or announces itself to its peers;
+    :meth:`start` then serves on that socket (or binds now, when :meth:`bind` was not
+    called)."""
 
     def __init__(self, runner: web.BaseRunner, guard: Guard):
         self._runner = runner
         self.guard = guard
         self._server: asyncio.AbstractServer | None = None
+        self._sock: socket.socket | None = None
         self.port = 0
+
+    def bind(
+        self, host: str, port: int, reuse_port: bool | None = None, backlog: int = 4096
+    ) -> int:
+        """Take ``host:port`` now; the port the system chose when ``port`` is 0."""
+        any_v6 = host in ("", "::")
+        family = socket.AF_INET6 if any_v6 or ":" in host else socket.AF_INET
+        try:
+            self._sock = socket.create_server(
+                (host, port),
+                family=family,
+                backlog=backlog,
+                reuse_port=bool(reuse_port),
+                dualstack_ipv6=any_v6 and socket.has_dualstack_ipv6(),
+            )
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise CannotListen(f"cannot listen on {host or '*'}:{port}: {reason}") from None
+        self._sock.setblocking(False)
+        self.port = int(self._sock.getsockname()[1])
+        return self.port
 
     async def start(
         self,
@@ -192,22 +282,36 @@ class Listener:
             return GuardedProtocol(server(), guard)
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            factory,
-            host,
-            port,
-            ssl=ssl_context,
-            ssl_handshake_timeout=guard.admission.handshake_timeout_s if ssl_context else None,
-            reuse_port=reuse_port,
-            backlog=backlog,
-            family=socket.AF_INET if host and ":" not in host else socket.AF_UNSPEC,
-        )
+        handshake_timeout_s = guard.admission.handshake_timeout_s if ssl_context else None
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            self._server = await loop.create_server(
+                factory,
+                sock=sock,
+                ssl=ssl_context,
+                ssl_handshake_timeout=handshake_timeout_s,
+                backlog=backlog,
+            )
+        else:
+            self._server = await loop.create_server(
+                factory,
+                host,
+                port,
+                ssl=ssl_context,
+                ssl_handshake_timeout=handshake_timeout_s,
+                reuse_port=reuse_port,
+                backlog=backlog,
+                family=socket.AF_INET if host and ":" not in host else socket.AF_UNSPEC,
+            )
         sockets = self._server.sockets
         self.port = int(sockets[0].getsockname()[1]) if sockets else port
         return self.port
 
     async def close(self) -> None:
         """Stop accepting (open connections are the runner's to close)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
         if self._server is not None:
             self._server.close()
             self._server = None

@@ -7,6 +7,10 @@ the upgrade, because a browser cannot read an HTTP status (see :func:`refuse_ori
 ``/healthz``, ``/readyz``, ``/metrics`` and ``POST /api/publish`` serve operators and
 backends; ``/sdk/...`` and ``/ui`` serve the browser SDK and the live view
 (:mod:`frys.gateway.webroot`).
+
+With ``internal_port`` set, ``/metrics`` and ``POST /api/publish`` move to a second
+listener (:func:`build_internal_app`), so a public load balancer in front of the WebSocket
+port never exposes them; both ports answer ``/healthz`` and ``/readyz``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from frys.gateway.auth import AuthError, Identity
+from frys.gateway.listener import Guard, GuardedProtocol
 from frys.gateway.node import Gateway
 from frys.gateway.publisher import DATA_ERRORS, Message, PublishError
 from frys.gateway.session import Session
@@ -121,6 +126,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:  # the client went away during the upgrade
         return ws
+    guarded = transport.get_protocol()
+    if isinstance(guarded, GuardedProtocol):
+        guarded.websocket()
     session = Session(gw.services, ws, transport, codec, header_identity)
     gw.on_open(session)
     await session.run()
@@ -128,6 +136,11 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: fails only when a restart is the cure, i.e. the NATS client closed its
+    connection for good and will not reconnect. An outage it is riding out is /readyz's."""
+    gw = request.app[GATEWAY_KEY]
+    if gw.bus.lost and not gw.draining:
+        return web.json_response({"status": "dead", "reason": gw.bus.problem}, status=503)
     return web.json_response({"status": "alive"})
 
 
@@ -146,6 +159,8 @@ async def readyz(request: web.Request) -> web.Response:
             "why": gw.bus.replicas_reason,
             "in_force": dict(gw.bus.replication),
         }
+    if not gw.ready:
+        body["reason"] = gw.not_ready_reason or "starting"
     return web.json_response(body, status=200 if gw.ready else 503)
 
 
@@ -262,6 +277,7 @@ async def optimiser_report(request: web.Request) -> web.Response:
 
 
 def build_app(gateway: Gateway) -> web.Application:
+    """The public application; it owns the gateway's lifecycle (start and stop)."""
     app = web.Application(
         client_max_size=gateway.config.max_frame_bytes, middlewares=[gateway.guard.middleware()]
     )
@@ -272,9 +288,10 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/dict/{id}", dictionary)
-    app.router.add_get("/metrics", metrics)
     app.router.add_get("/optimiser", optimiser_report)
-    app.router.add_post("/api/publish", api_publish)
+    if not gateway.config.internal_port:
+        app.router.add_get("/metrics", metrics)
+        app.router.add_post("/api/publish", api_publish)
     app.router.add_get("/sdk/{path:.+}", sdk_file)
     app.router.add_get("/ui", ui_page)
     app.router.add_get("/ui/{path:.+}", ui_file)
@@ -285,7 +302,28 @@ def build_app(gateway: Gateway) -> web.Application:
         yield
         if not starting.done():
             starting.cancel()
+        # Wait for the cancelled start to unwind (bounded) so no task is left behind; its
+        # failure, if any, is the gateway's to report (Gateway.failure), not the loop's.
+        await asyncio.wait({starting}, timeout=2.0)
+        if starting.done() and not starting.cancelled():
+            starting.exception()
         await gateway.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def build_internal_app(gateway: Gateway, guard: Guard) -> web.Application:
+    """The operators' and backends' application on ``internal_port``: metrics, HTTP
+    publish and the probes. Its guard is its own, so a flood of WebSocket clients never
+    blocks a scrape or a backend's publish."""
+    app = web.Application(
+        client_max_size=gateway.config.max_frame_bytes, middlewares=[guard.middleware()]
+    )
+    app[GATEWAY_KEY] = gateway
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/optimiser", optimiser_report)
+    app.router.add_post("/api/publish", api_publish)
     return app

@@ -111,8 +111,7 @@ def client_tls_context(
 def frys_streams(prefix: str) -> list[str]:
     """The JetStream streams of one Frys installation: events, state and the KV buckets'."""
     s = Subjects(prefix)
-    buckets = (s.control_bucket, s.presence_bucket, s.placement_bucket)
-    return [s.events_stream, s.state_stream, *(f"KV_{b}" for b in buckets)]
+    return [s.events_stream, s.state_stream, *(f"KV_{b}" for b in s.buckets)]
 
 
 def frys_permissions(prefix: str) -> dict[str, dict[str, list[str]]]:
@@ -147,7 +146,7 @@ def frys_permissions(prefix: str) -> dict[str, dict[str, list[str]]]:
     # The stream a gateway creates and deletes to learn how many replicas JetStream places.
     probe = s.replicas_probe_stream
     publish += [f"$JS.API.STREAM.{api}.{probe}" for api in ("CREATE", "INFO", "DELETE")]
-    for bucket in (s.control_bucket, s.presence_bucket, s.placement_bucket):
+    for bucket in s.buckets:
         publish.append(f"$KV.{bucket}.>")
         subscribe.append(f"$KV.{bucket}.>")
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}

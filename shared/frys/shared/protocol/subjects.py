@@ -167,6 +167,17 @@ class Subjects:
         """KV bucket holding presence entries (per-key TTL)."""
         return f"{self.prefix.replace('.', '_')}_presence"
 
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        """Every KV bucket of this installation (for permissions, clean-up and checks)."""
+        return (
+            self.control_bucket,
+            self.presence_bucket,
+            self.placement_bucket,
+            self.dict_bucket,
+            self.optimiser_bucket,
+        )
+
     # --- JetStream advisories --------------------------------------------------------
     @staticmethod
     def stream_deleted_advisory(stream: str) -> str:
