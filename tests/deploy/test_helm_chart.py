@@ -245,6 +245,8 @@ BAD_VALUES = {
     "gateway TLS without its Secret": "gateway:\n  tls:\n    enabled: true\n",
     "unknown TLS mode": "ingress:\n  tlsMode: offload\n",
     "NATS TLS as text": "nats:\n  tls:\n    enabled: 'yes'\n",
+    "JWKS URL mode without URL": "auth:\n  mode: jwksUrl\n",
+    "JWKS URL over plain HTTP": "auth:\n  mode: jwksUrl\n  jwksUrl: http://id.example.com/jwks\n",
 }
 
 
@@ -1242,3 +1244,18 @@ def test_gateway_tls_passthrough_routes_each_pod_by_host() -> None:
         (path,) = rules[host]
         service = services[path["backend"]["service"]["name"]]
         assert service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == pod_name
+
+
+@needs_helm
+def test_jwks_url_mode(tmp_path: Path) -> None:
+    """Keys from the identity provider's endpoint: nothing to mount, no JWT secret."""
+    from frys.gateway.config import load_config
+
+    url = "https://id.example.com/.well-known/jwks.json"
+    docs = render(overrides=f"auth:\n  mode: jwksUrl\n  jwksUrl: {url}\n")
+    gw = container(one(docs, "StatefulSet", GW), "gateway")
+    assert env_value(gw, "FRYS_JWT_JWKS_URL") == url
+    others = {"FRYS_JWT_SECRET", "FRYS_JWT_JWKS_FILE", "FRYS_JWT_PUBLIC_KEY_FILE"}
+    assert not others & set(env_of(gw))
+    assert set(one(docs, "Secret", f"{RELEASE}-auth")["data"]) == {"api-key", "resume-secret"}
+    assert load_config(env=_pod_env(docs, tmp_path)).jwt_jwks_url == url

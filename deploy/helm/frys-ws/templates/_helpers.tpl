@@ -177,7 +177,10 @@ in the NATS configuration syntax (tests/deploy checks that both list the same su
 {{- define "frys-ws.nats.permissions" -}}
 {{- $p := .Values.subjectPrefix }}
 {{- $under := replace "." "_" $p }}
-{{- $buckets := list (printf "%s_control" $under) (printf "%s_presence" $under) (printf "%s_placement" $under) }}
+{{- $buckets := list }}
+{{- range $b := list "control" "presence" "placement" "dicts" "optimiser" }}
+{{- $buckets = append $buckets (printf "%s_%s" $under $b) }}
+{{- end }}
 {{- $streams := list (printf "%s_EVENTS" (upper $under)) (printf "%s_STATE" (upper $under)) }}
 {{- range $b := $buckets }}{{ $streams = append $streams (printf "KV_%s" $b) }}{{ end }}
 {{- $pub := list (printf "%s.>" $p) "_INBOX.>" "$JS.API.INFO" }}
