@@ -34,8 +34,9 @@ from frys.gateway.node import Gateway
 from frys.gateway.tls import ServerTLS
 from frys.router.config import RouterConfig, RouterConfigError, load_router_config
 from frys.router.service import RouterService
-from frys.runtime.nats_auth import NatsAuth, frys_permissions
+from frys.runtime.nats_auth import NatsAuth, frys_permissions, frys_streams
 from frys.runtime.nats_process import NatsProcess, NatsTLS
+from frys.shared.protocol.subjects import Subjects
 from tests.conftest import API_KEY, SECRET, token
 from tests.security.natsjwt import Operator
 from tests.security.pki import Issued, TestCA, peer_serial
@@ -251,6 +252,23 @@ async def test_a_frys_user_is_confined_to_its_prefix(secure_nats: NatsProcess, p
     violations = [str(e) for e in errors if "permissions violation" in str(e).lower()]
     assert any("other.wf.1.collab" in v for v in violations), errors
     assert not any(f"{PREFIX}.wf.1.collab" in v for v in violations)
+
+
+def test_permissions_cover_every_stream_and_bucket() -> None:
+    """A bucket or stream added to Subjects is in the permission set (else a secured NATS
+    refuses it): every ``*_bucket`` and ``*_stream`` name Subjects spells is granted."""
+    subjects = Subjects(PREFIX)
+    granted = frys_permissions(PREFIX)
+    publish = set(granted["publish"]["allow"])
+    names = [n for n in dir(Subjects) if n.endswith(("_bucket", "_stream"))]
+    assert len(names) >= 6
+    for name in names:
+        value = getattr(subjects, name)
+        stream = value if name.endswith("_stream") else f"KV_{value}"
+        assert f"$JS.API.STREAM.INFO.{stream}" in publish, name
+        if name.endswith("_bucket"):
+            assert f"$KV.{value}.>" in publish, name
+            assert stream in frys_streams(PREFIX)
 
 
 class _Settings:
