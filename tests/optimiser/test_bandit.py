@@ -70,6 +70,10 @@ def test_a_slow_link_never_gets_more_bytes_for_a_cpu_saving() -> None:
 def test_probe_order_puts_unmeasured_arms_first_and_the_current_last() -> None:
     s = ArmSelector(ARMS, LinkClass.FAST, CostWeights(), initial="b")
     feed(s, "a", 0.5)
-    assert s.probe_order("delta") == ["c", "a", "b"]
+    feed(s, "b", 0.5)
+    assert s.probe_order("delta") == ["c", "b"]  # "a" was just measured
+    for _ in range(30):
+        s.frame_sent("delta")
+    assert s.probe_order("delta") == ["c", "a", "b"]  # promising, and due for a refresh
     d = s.describe()
     assert d["arm"] == "b" and set(d["cost_us_per_kb"]) == set(ARMS)

@@ -31,6 +31,8 @@ UNSETTLED_HYSTERESIS = 0.05
 """The margin a switch needs while the choice re-converges after a change of regime."""
 NOISE_MARGIN = 2.0
 """A switch must also win by this many times the relative noise of the costs compared."""
+REFRESH_FRAMES = 24
+"""A promising arm is measured again once its estimate is this many frames old."""
 PROMISING = 1.5
 """Arms estimated within this factor of the best are kept measured."""
 
@@ -270,9 +272,10 @@ class ArmSelector:
 
     def probe_order(self, kind: str) -> list[str]:
         """Arms worth probing on a frame of ``kind``, most needed first: never measured;
-        then those whose cost is within :data:`PROMISING` of the best, least recently
-        measured first; then any other gone stale; the arm in use last (its own frames
-        measure its encoding, a probe adds its decoding)."""
+        then those whose cost is within :data:`PROMISING` of the best and not measured for
+        :data:`REFRESH_FRAMES`, least recently measured first; then any other gone stale;
+        the arm in use last (its own frames measure its encoding, a probe adds its
+        decoding)."""
         stats = self.stats
         unknown = [a for a in self.arms if a != self.current and not stats[(a, kind)].known()]
         costs = {a: self.cost(a) for a in self.arms}
@@ -285,7 +288,8 @@ class ArmSelector:
             if arm == self.current or arm in unknown:
                 continue
             if cost is not None and best is not None and cost <= best * PROMISING:
-                promising.append(arm)
+                if stats[(arm, kind)].updated < self.frame - REFRESH_FRAMES:
+                    promising.append(arm)
             elif stats[(arm, kind)].updated < self.frame - STALE_FRAMES:
                 stale.append(arm)
         promising.sort(key=lambda a: stats[(a, kind)].updated)

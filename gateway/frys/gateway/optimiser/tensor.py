@@ -41,6 +41,9 @@ OPENING_FRAMES = 1.0
 """Budget granted at the first frame of each kind (keyframe, delta), in frames' worth of
 the gateway's CPU, for a first look at every arm; it counts against the share."""
 MAX_PROBES_PER_FRAME = 3
+DECIDE_EVERY = 8
+"""Without news (a probe, a change of regime) the choice is reviewed every this many frames:
+deciding costs as much as encoding a small frame."""
 REPEATS = 2
 SMALL_BLOCK_DIVISOR = 8
 PROBE_WORK = REPEATS * (1 + 1 / SMALL_BLOCK_DIVISOR)
@@ -98,6 +101,8 @@ class TensorStreamOptimiser:
         self._clock = clock
         self._frame_s = WinsorisedEwma(alpha=0.2, band=10.0)
         self._opening = 0.0
+        self._probe_cost: dict[tuple[str, str], float] = {}
+        """What the last probe of each arm took: the next one is expected to take as much."""
         self._opened: set[str] = set()
         self.encode_seconds = 0.0
         """CPU spent encoding the frames sent."""
@@ -143,14 +148,15 @@ class TensorStreamOptimiser:
         if not self.selector.frame_s_per_wire_byte:
             self.selector.frame_s_per_wire_byte = framing_seconds_per_byte()
         coding = max(spent - self.selector.frame_s_per_wire_byte * wire, spent * 0.05)
-        self.selector.observe(self.selector.current, kind, raw, wire, coding, None)
+        regime = self.selector.observe(self.selector.current, kind, raw, wire, coding, None)
         self._frame_s.add(max(spent, 1e-7))
         if kind not in self._opened:
             self._opened.add(kind)
             self._opening += OPENING_FRAMES * (spent + other_seconds)
         probed = self.probe_seconds
         self._probe(last, kind)
-        self.selector.decide()
+        if regime or probed != self.probe_seconds or self.frames % DECIDE_EVERY == 0:
+            self.selector.decide()
         self.overhead_seconds += self._clock() - start - spent - (self.probe_seconds - probed)
         return frames
 
@@ -181,13 +187,17 @@ class TensorStreamOptimiser:
         for name in selector.probe_order(kind):
             if done >= MAX_PROBES_PER_FRAME:
                 break
-            predicted = selector.predicted_seconds(name, kind, size)
-            cost = PROBE_WORK * (predicted if predicted is not None else fallback)
+            cost = self._probe_cost.get((name, kind))
+            if cost is None:
+                predicted = selector.predicted_seconds(name, kind, size)
+                cost = PROBE_WORK * (predicted if predicted is not None else 2 * fallback)
             if bank <= cost:
                 break  # save up for the arm most needed rather than probe a cheaper one
             t0 = self._clock()
             timed = self._measure(self.arms[name], last, size, frame)
-            bank -= self._clock() - t0
+            took = self._clock() - t0
+            bank -= took
+            self._probe_cost[(name, kind)] = took
             done += 1
             if timed is not None:
                 enc_s, dec_s, wire_share = timed
