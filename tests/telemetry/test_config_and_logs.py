@@ -64,14 +64,20 @@ def test_otel_off_unless_configured_and_unsupported_protocol_is_refused() -> Non
     assert not telemetry_from_env(
         "svc", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}
     ).tracing
-    with pytest.raises(TelemetryConfigError, match="grpc"):
+    with pytest.raises(TelemetryConfigError, match="'http/json' is not supported"):
         telemetry_from_env(
             "svc",
             env={
-                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317",
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
             },
         )
+    grpc = telemetry_from_env(
+        "svc",
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+    )
+    assert grpc.tracing
+    grpc.shutdown()
 
 
 def test_json_logs_carry_session_and_trace_ids() -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from aiohttp import web
@@ -230,3 +233,166 @@ async def test_metrics_endpoint_speaks_prometheus(
     assert value("frys_publishes_total", 'kind="collab"') == total
     assert value("frys_nats_subscriptions") == 1
     assert value("frys_delivery_latency_milliseconds_count") == 1
+
+
+async def test_otlp_grpc_export_reaches_a_receiver(
+    nats_server: NatsProcess, prefix: str, clients: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc: spans and metrics reach a real gRPC collector
+    service (the one the OpenTelemetry Collector implements, from opentelemetry-proto)."""
+    grpc = pytest.importorskip("grpc")
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceResponse,
+    )
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    spans: list[tuple[str, Any]] = []
+    metric_names: set[str] = set()
+    arrived = asyncio.Event()
+
+    class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+        async def Export(  # noqa: N802 - the service's method name
+            self, request: ExportTraceServiceRequest, context: Any
+        ) -> ExportTraceServiceResponse:
+            for rs in request.resource_spans:
+                attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
+                for ss in rs.scope_spans:
+                    spans.extend((attrs.get("service.name", ""), s) for s in ss.spans)
+            arrived.set()
+            return ExportTraceServiceResponse()
+
+    class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+        async def Export(  # noqa: N802
+            self, request: ExportMetricsServiceRequest, context: Any
+        ) -> ExportMetricsServiceResponse:
+            for rm in request.resource_metrics:
+                for sm in rm.scope_metrics:
+                    metric_names.update(m.name for m in sm.metrics)
+            arrived.set()
+            return ExportMetricsServiceResponse()
+
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)  # type: ignore[no-untyped-call]
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    tel = telemetry_from_env(
+        "frys-gateway",
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_SERVICE_NAME": "frys-gw-grpc",
+            "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        },
+    )
+    gw = await start_gateway(nats_server.url, prefix, telemetry=tel)
+    try:
+        c = await clients(gw.url)
+        sub = await c.subscribe("wf:g:collab")
+        await c.publish("wf:g:collab", 1)
+        await sub.next(5)
+
+        async def until(predicate: Callable[[], bool]) -> None:
+            while not predicate():
+                arrived.clear()
+                await asyncio.wait_for(arrived.wait(), 10)
+
+        await until(lambda: {s.name for _, s in spans} >= {"publish collab", "deliver collab"})
+        await until(lambda: "frys.deliveries" in metric_names)
+        exported = {s.name: s for _, s in spans}
+        assert exported["deliver collab"].parent_span_id == exported["publish collab"].span_id
+        assert {service for service, _ in spans} == {"frys-gw-grpc"}
+    finally:
+        await gw.stop()
+        await server.stop(None)
+
+
+async def test_spans_follow_the_messaging_and_rpc_conventions(
+    two_traced_gateways: TwoGateways, clients: ClientFactory, nats_server: NatsProcess, prefix: str
+) -> None:
+    """Publish, deliver and control request spans carry the current OpenTelemetry
+    messaging attributes (messaging.operation.type and .name, the NATS subject as the
+    destination) and the request span the rpc ones."""
+    gw_a, spans_a, gw_b, spans_b = two_traced_gateways
+    reader = await clients(gw_b.url, token=token("reader"))
+    events = await reader.subscribe("wf:sc:events")
+    writer = await clients(gw_a.url, token=token("writer"))
+    await writer.publish("wf:sc:events", {"step": 1})
+    await events.next(5)
+
+    async def handler(command: Command) -> Any:
+        return "ok"
+
+    async with await Backend.connect(nats_server.url, prefix=prefix) as backend:
+        await backend.serve_control(handler)
+        await backend.nc.flush()
+        assert await writer.request("wf:sc:control", {"action": "stop"}, cid="c-1") == "ok"
+
+    publish = one(spans_a.get_finished_spans(), "publish events").attributes
+    deliver = one(spans_b.get_finished_spans(), "deliver events").attributes
+    request = one(spans_a.get_finished_spans(), "request control").attributes
+    assert publish is not None and deliver is not None and request is not None
+    assert (
+        publish.items()
+        >= {
+            "messaging.system": "nats",
+            "messaging.destination.name": f"{prefix}.wf.sc.events",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+        }.items()
+    )
+    assert (
+        deliver.items()
+        >= {
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "deliver",
+        }.items()
+    )
+    assert str(deliver["messaging.destination.name"]).startswith(f"{prefix}.")
+    assert deliver["messaging.destination.name"] != publish["messaging.destination.name"]
+    assert (
+        request.items()
+        >= {
+            "messaging.system": "nats",
+            "messaging.destination.name": f"{prefix}.wf.sc.control",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "request",
+            "messaging.message.conversation_id": "c-1",
+            "rpc.system": "frys",
+            "rpc.service": "frys.control",
+            "rpc.method": "request",
+        }.items()
+    )
+
+
+async def test_latency_histogram_resolves_sub_millisecond_deliveries(
+    gateway: RunningGateway, http: Any
+) -> None:
+    """The delivery latency histogram's buckets start at 0.05 ms (an OpenTelemetry view):
+    a 0.7 ms delivery lands between 0.5 and 0.75 ms, not in a first bucket of 5 ms."""
+    from frys.shared.telemetry import LATENCY_BUCKETS_MS
+
+    assert LATENCY_BUCKETS_MS[0] == 0.05 and LATENCY_BUCKETS_MS[-1] == 10_000
+    tel = gateway.gateway.telemetry
+    now = time.time_ns()
+    with patch("frys.gateway.telemetry.time.time_ns", return_value=now):
+        tel.record_latency(now - 700_000)  # 0.7 ms ago
+    async with http.get(f"{gateway.http}/metrics") as r:
+        text = await r.text()
+    buckets = {
+        float(m.group(1)): float(m.group(2))
+        for m in re.finditer(
+            r'^frys_delivery_latency_milliseconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$',
+            text,
+            re.M,
+        )
+        if m.group(1) != "+Inf"
+    }
+    assert sorted(buckets) == list(LATENCY_BUCKETS_MS)
+    assert buckets[0.5] == 0 and buckets[0.75] == 1 and buckets[10_000] == 1

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry.sdk.trace import TracerProvider
 
 from frys.client import Client, connect
 from frys.client.backend import Backend, Command
@@ -232,10 +233,14 @@ async def start_demo_engine(
     *,
     workflow: str = DEMO_WORKFLOW,
     prefix: str = DEFAULT_PREFIX,
+    tracer_provider: TracerProvider | None = None,
 ) -> DemoEngine:
     """Start the engine on NATS (subjects under ``prefix``); with a gateway URL and its JWT
-    secret, the two agents too."""
-    backend = await Backend.connect(nats_url, prefix=prefix, name="demo-engine")
+    secret, the two agents too. With a tracer provider, the commands it serves are spans
+    (children of the gateway's request spans), so a trace in dev shows the engine too."""
+    backend = await Backend.connect(
+        nats_url, prefix=prefix, name="demo-engine", tracer_provider=tracer_provider
+    )
     engine = DemoEngine(backend, workflow)
     await backend.serve_control(engine.handle)
     await backend.publish_state(workflow, engine.run.snapshot())

@@ -8,6 +8,7 @@ everything cleanly on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 
@@ -17,6 +18,7 @@ from frys.gateway.config import GatewayConfig
 from frys.gateway.node import Gateway
 from frys.runtime.eventloop import install_uvloop
 from frys.runtime.nats_process import NatsProcess
+from frys.shared.telemetry import telemetry_from_env
 
 DEV_GRANTS = {
     "wf:*:*": ["subscribe", "publish", "control"],
@@ -52,6 +54,9 @@ async def _dev(nats: NatsProcess, host: str, port: int, engine: bool) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
     demo = None
+    # The engine traces with the same OTEL_* settings as the gateway, under its own name.
+    engine_env = {k: v for k, v in os.environ.items() if k != "OTEL_SERVICE_NAME"}
+    engine_telemetry = telemetry_from_env("frys-demo-engine", env=engine_env)
 
     async def ready(gateway: Gateway, bound_port: int) -> None:
         nonlocal demo
@@ -60,7 +65,9 @@ async def _dev(nats: NatsProcess, host: str, port: int, engine: bool) -> None:
         from frys.cli.demo_engine import DEMO_WORKFLOW, start_demo_engine
 
         if engine:
-            demo = await start_demo_engine(nats.url, url, secret)
+            demo = await start_demo_engine(
+                nats.url, url, secret, tracer_provider=engine_telemetry.tracer_provider
+            )
             view += f"&wf={DEMO_WORKFLOW}"
         origins = config.allowed_origins
         allowed = (
@@ -95,4 +102,5 @@ async def _dev(nats: NatsProcess, host: str, port: int, engine: bool) -> None:
     finally:
         if demo is not None:
             await demo.close()
+        engine_telemetry.shutdown()
     print("Frys WebSocket dev stopped", file=sys.stderr, flush=True)

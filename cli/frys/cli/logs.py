@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry import trace
 
@@ -35,6 +38,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+LEVELS = ("debug", "info", "warning", "error", "critical")
+"""Log levels the command line accepts (``--log-level``, ``FRYS_LOG_LEVEL``)."""
+
+
 def setup_logging(level: str = "info", json_logs: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json_logs:
@@ -45,3 +52,29 @@ def setup_logging(level: str = "info", json_logs: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    return "none" if value in ("", ()) else str(value)
+
+
+SECRETS = frozenset({"jwt_secret", "api_key", "resume_secret", "nats_password", "nats_token"})
+"""Settings whose values never reach a log line."""
+
+
+def describe_settings(config: Any, always: Sequence[str]) -> str:
+    """``name=value`` for the settings in ``always`` and every one that differs from its
+    default, secrets shown only as set: what an operator checks first when a process
+    behaves unlike its neighbours."""
+    parts = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        default = field.default
+        if field.name not in always and value == default:
+            continue
+        if field.name in SECRETS:
+            value = "(set)" if value else "(empty)"
+        parts.append(f"{field.name}={shown(value)}")
+    return ", ".join(parts)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,38 @@ class BusUnavailable(Exception):
     """NATS cannot be reached right now."""
 
 
+# JetStream refusals that no retry can cure: storage or account limits, a NATS without
+# JetStream, replicas a single server cannot hold, subjects another stream owns. Each needs
+# an operator to change NATS or the gateway's settings, so the gateway says so and stops
+# instead of retrying for ever behind a "nats: false" on /readyz.
+PERMANENT_JETSTREAM_ERRORS = {
+    10002: "account resource limits exceeded",
+    10023: "insufficient resources",
+    10027: "maximum number of streams reached",
+    10028: "insufficient memory resources",
+    10039: "JetStream not enabled for this account",
+    10047: "insufficient storage resources",
+    10065: "subjects overlap with an existing stream",
+    10074: "stream replicas > 1 on a NATS that is not clustered",
+    10076: "JetStream not enabled",
+}
+
+
+class JetStreamRefused(Exception):
+    """JetStream refused the gateway's streams or buckets for good (see
+    :data:`PERMANENT_JETSTREAM_ERRORS`); the message names the resource and the reason."""
+
+    exit_code = 1
+
+
+def permanent_jetstream_error(exc: BaseException) -> bool:
+    return isinstance(exc, nats.js.errors.APIError) and exc.err_code in PERMANENT_JETSTREAM_ERRORS
+
+
+WARN_EVERY_S = 10.0
+"""Fewest seconds between two warnings about one kind of start-up or connection problem."""
+
+
 class Bus:
     """Owns the NATS connection and the JetStream resources Frys needs."""
 
@@ -89,6 +122,13 @@ class Bus:
         """Credentials and TLS for both connections (``nats_*`` settings)."""
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
         self._connected = asyncio.Event()
+        self.problem = ""
+        """Why the bus is not ready, for /readyz (empty while ready)."""
+        self.lost = False
+        """The client closed its connection for good (it will not reconnect): the process
+        must be restarted (``/healthz`` fails)."""
+        self._closing = False
+        self._warned: dict[str, tuple[float, int]] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
     async def connect(self, retry_s: float = 0.5) -> None:
@@ -107,24 +147,32 @@ class Bus:
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     error_cb=self._on_error,
+                    closed_cb=self._on_closed,
                     **self._auth.connect_options(),
                 )
                 break
             except (TimeoutError, OSError, nats.errors.Error) as exc:
-                log.warning("NATS not reachable at %s (%s); retrying", self.config.nats_url, exc)
+                self._unreachable(exc)
                 await asyncio.sleep(retry_s)
         await self._connect_bulk()
         self._js = self.nc.jetstream(timeout=5)
-        # A JetStream cluster may still be electing its leaders: retry until it answers.
+        # A JetStream cluster may still be electing its leaders: retry until it answers,
+        # unless it refuses for a reason no retry cures.
         delay = retry_s
         while True:
             try:
                 await self._ensure_resources()
                 break
             except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-                log.warning("JetStream not ready (%s: %s); retrying", type(exc).__name__, exc)
+                if isinstance(exc, nats.js.errors.APIError) and permanent_jetstream_error(exc):
+                    self.problem = self._refusal(exc)
+                    raise JetStreamRefused(self.problem) from None
+                self.problem = f"jetstream: not ready ({_reason(exc)})"
+                self._warn("jetstream", "JetStream at %s not ready (%s); retrying", _reason(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        self.problem = ""
+        self._warned.clear()
         self._connected.set()
 
     async def _connect_bulk(self) -> None:
@@ -135,6 +183,7 @@ class Bus:
             reconnect_time_wait=0.25,
             connect_timeout=2,
             pending_size=64 * 1024 * 1024,
+            error_cb=self._on_bulk_error,
             **self._auth.connect_options(),
         )
 
@@ -238,7 +287,9 @@ class Bus:
         except nats.js.errors.NotFoundError:
             try:
                 return await js.add_stream(conf)
-            except nats.js.errors.BadRequestError:
+            except nats.js.errors.BadRequestError as exc:
+                if permanent_jetstream_error(exc):
+                    raise
                 # another gateway created it first
                 existing = await js.stream_info(conf.name)
         name = conf.name
@@ -277,7 +328,7 @@ class Bus:
             return await js.key_value(name)
         except nats.js.errors.BucketNotFoundError:
             pass
-        with contextlib.suppress(nats.js.errors.BadRequestError):
+        try:
             await js.create_key_value(
                 KeyValueConfig(
                     bucket=name,
@@ -287,10 +338,15 @@ class Bus:
                     replicas=self.replicas,
                 )
             )
+        except nats.js.errors.BadRequestError as exc:
+            if permanent_jetstream_error(exc):
+                raise
+            # another gateway created it first
         return await js.key_value(name)
 
     async def close(self, timeout_s: float = 2.0) -> None:
         """Drain (flush what was published, let handlers finish), within ``timeout_s``."""
+        self._closing = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.bulk_nc.close(), timeout_s)
         if self.nc.is_connected or self.nc.is_reconnecting:
@@ -315,7 +371,8 @@ class Bus:
         return self._connected.is_set() and self.nc.is_connected
 
     async def _on_disconnected(self) -> None:
-        log.warning("disconnected from NATS")
+        if self._connected.is_set() and not self._closing:
+            log.warning("disconnected from NATS")
 
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
@@ -327,7 +384,68 @@ class Bus:
                 log.exception("reconnect hook failed")
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("NATS error: %s", exc)
+        # nats-py retries the first connection (and every reconnection) itself and reports
+        # each failed attempt here: while not connected, that is the operator's news.
+        if self.nc.is_connected:
+            log.debug("NATS error: %s", exc)
+            return
+        self._unreachable(exc)
+
+    async def _on_bulk_error(self, exc: Exception) -> None:
+        # The bulk connection fails and recovers with the main one, which reports it.
+        log.debug("NATS error (bulk connection): %s", exc)
+
+    async def _on_closed(self) -> None:
+        if not self._closing:
+            self.lost = True
+            self.problem = "nats: connection closed by the client and not reopened"
+            log.error(
+                "NATS connection to %s closed for good (%s): restart needed",
+                self.config.nats_url,
+                _reason(self.nc.last_error) if self.nc.last_error else "no reason given",
+            )
+
+    def _refusal(self, exc: nats.js.errors.APIError) -> str:
+        """The refusal with what to change: the operator reads this line and nothing else."""
+        code = exc.err_code or 0
+        known = PERMANENT_JETSTREAM_ERRORS.get(code, "")
+        said = exc.description or ""
+        detail = said if not known or known.lower() in said.lower() else f"{known}: {said}"
+        cfg = self.config
+        if code in (10002, 10023, 10028, 10047):
+            hint = (
+                f"the events stream reserves events_max_bytes={cfg.events_max_bytes} bytes "
+                "on each NATS server that holds a replica: give JetStream more storage "
+                "(max_file_store, the account's limits) or lower events_max_bytes"
+            )
+        elif code == 10074:
+            hint = f"stream_replicas={cfg.stream_replicas} needs a clustered NATS: set it to 1"
+        elif code in (10039, 10076):
+            hint = "enable JetStream on the NATS server and for the gateway's account"
+        elif code == 10065:
+            hint = f"another stream already takes the subjects under {cfg.subject_prefix!r}"
+        elif code == 10027:
+            hint = "the account's stream limit is reached: raise it or remove unused streams"
+        else:
+            hint = "change the NATS server or the gateway's settings"
+        return f"JetStream refused the gateway's streams: {detail} (err_code {code}); {hint}"
+
+    def _unreachable(self, exc: BaseException) -> None:
+        self.problem = f"nats: not reachable at {self.config.nats_url} ({_reason(exc)})"
+        self._warn("nats", "NATS not reachable at %s (%s); retrying", _reason(exc))
+
+    def _warn(self, kind: str, message: str, reason: str) -> None:
+        """Log ``message`` at most every :data:`WARN_EVERY_S` seconds per ``kind``, with
+        the number of attempts since the last warning."""
+        now = time.monotonic()
+        last, attempts = self._warned.get(kind, (-WARN_EVERY_S, 0))
+        if now - last < WARN_EVERY_S:
+            self._warned[kind] = (last, attempts + 1)
+            return
+        self._warned[kind] = (now, 0)
+        if attempts:
+            message += f" ({attempts} more failed attempts since the last warning)"
+        log.warning(message, self.config.nats_url, reason)
 
     # --- messaging ----------------------------------------------------------------------
     async def subscribe(self, subject: str, handler: MsgHandler) -> Subscription:
@@ -437,6 +555,14 @@ class Bus:
         info = await self.js.stream_info(stream)
         assert info.state is not None
         return int(info.state.first_seq), int(info.state.last_seq), _epoch_of(info.created)
+
+
+def _reason(exc: BaseException) -> str:
+    """A failed attempt in a few words: nats-py's timeouts carry no message of their own."""
+    text = str(exc).strip()
+    if isinstance(exc, TimeoutError | nats.errors.TimeoutError) or not text:
+        return text or f"{type(exc).__name__}: no answer in time"
+    return text
 
 
 def _epoch_of(created: Any) -> str:

@@ -56,10 +56,13 @@ class Control:
                     "frys.cid": cid,
                     "frys.session": sid,
                     "rpc.system": "frys",
+                    "rpc.service": "frys.control",
                     "rpc.method": "request",
                     "messaging.system": "nats",
                     "messaging.destination.name": subject,
                     "messaging.operation.type": "send",
+                    "messaging.operation.name": "request",
+                    "messaging.message.conversation_id": cid,
                 },
             )
             if tel.tracing

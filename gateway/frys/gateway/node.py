@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 
 from frys.gateway.auth import ResumeTokens, TokenVerifier
 from frys.gateway.broker import History
-from frys.gateway.bus import Bus
+from frys.gateway.bus import Bus, JetStreamRefused
 from frys.gateway.config import GatewayConfig
 from frys.gateway.control import Control
 from frys.gateway.core import CoreLimits
@@ -62,6 +62,9 @@ class Gateway:
         self.phase = Phase.STARTING
         self.started_at = time.monotonic()
         self.started = asyncio.Event()
+        self.failed = asyncio.Event()
+        """Set when start-up failed for good; :attr:`failure` says why."""
+        self.failure: BaseException | None = None
         self.telemetry = GatewayTelemetry(
             config.gateway_id,
             self.metrics,
@@ -172,6 +175,19 @@ class Gateway:
     def ready(self) -> bool:
         return self.phase is Phase.SERVING and self.bus.ready
 
+    @property
+    def not_ready_reason(self) -> str:
+        """Why ``/readyz`` is 503, in words an operator can act on (empty when ready)."""
+        if self.draining:
+            return "draining"
+        if self.failure is not None:
+            return str(self.failure)
+        if self.bus.problem:
+            return self.bus.problem
+        if not self.bus.ready:
+            return "nats: disconnected" if self.phase is Phase.SERVING else "starting"
+        return "" if self.phase is Phase.SERVING else "starting"
+
     def optimiser_report(self) -> dict[str, Any]:
         """``GET /optimiser``: the optimiser's decisions here, and the evidence."""
         return optimiser_report(
@@ -183,12 +199,20 @@ class Gateway:
         return optimiser_metrics(self.optimiser)
 
     async def start(self) -> None:
+        """Connect and serve. A failure that retrying cannot cure (JetStream refusing the
+        streams) is logged once, without a traceback, and sets :attr:`failed`."""
         try:
             await self._start()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except JetStreamRefused as exc:
+            self.failure = exc
+            self.failed.set()
+            raise
+        except Exception as exc:
             log.exception("gateway %s failed to start", self.config.gateway_id)
+            self.failure = exc
+            self.failed.set()
             raise
 
     async def _start(self) -> None:

@@ -136,6 +136,7 @@ class Publisher:
                     "messaging.system": "nats",
                     "messaging.destination.name": where.subject,
                     "messaging.operation.type": "send",
+                    "messaging.operation.name": "publish",
                     **(attributes or {}),
                 },
             )

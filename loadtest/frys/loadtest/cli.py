@@ -27,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: frys-ws loadtest SCENARIO [options]\n\nscenarios:")
         for name, (_module, text) in SCENARIOS.items():
             print(f"  {name:<12} {text}")
-        return 0 if args and args[0] in ("-h", "--help") else 2
+        # Asking (no scenario, -h, --help) is answered; only an unknown scenario fails.
+        return 2 if args and args[0] not in ("-h", "--help") else 0
     module = importlib.import_module(SCENARIOS[args[0]][0])
     run: Callable[[list[str]], int] = module.main
     return run(args[1:])

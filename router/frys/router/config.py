@@ -96,6 +96,16 @@ _ENV = {
 }
 
 
+def environment_variables() -> dict[str, str]:
+    """Setting name → the ``FRYS_*`` variable it is read from (for help texts and for
+    telling an operator about a misspelt variable)."""
+    return dict(_ENV)
+
+
+SECRET_SETTINGS = frozenset({"nats_password", "nats_token"})
+"""Settings never written to a log."""
+
+
 def load_router_config(
     env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
 ) -> RouterConfig:

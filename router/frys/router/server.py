@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 from collections.abc import Callable, Iterable
 
@@ -14,9 +16,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from frys.router.config import RouterConfig
 from frys.router.service import RouterService
 from frys.runtime.eventloop import install_uvloop
-from frys.shared.telemetry import Telemetry, telemetry_from_env
+from frys.shared.telemetry import Telemetry, TelemetryConfigError, telemetry_from_env
+
+log = logging.getLogger("frys.router")
 
 SERVICE_KEY = web.AppKey("router", RouterService)
+
+
+class RouterCannotListen(OSError):
+    """The router's port cannot be taken; nothing else was started."""
+
+
 TELEMETRY_KEY = web.AppKey("telemetry", Telemetry)
 
 
@@ -59,7 +69,15 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     ready = service.ready.is_set() and service.nc.is_connected
-    body = {"ready": ready, "gateways": service.stats.gateways, "plans": service.stats.plans}
+    body: dict[str, object] = {
+        "ready": ready,
+        "gateways": service.stats.gateways,
+        "plans": service.stats.plans,
+    }
+    if not ready:
+        body["reason"] = service.problem or (
+            "nats: disconnected" if service.ready.is_set() else "starting"
+        )
     return web.json_response(body, status=200 if ready else 503)
 
 
@@ -84,7 +102,14 @@ async def serve_router(config: RouterConfig, stop: asyncio.Event) -> None:
     observe(service, tel)
     runner = web.AppRunner(build_router_app(service, tel), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise RouterCannotListen(
+            f"cannot listen on {config.host}:{config.port}: {reason}"
+        ) from None
     starting = asyncio.get_running_loop().create_task(service.start())
     await stop.wait()
     starting.cancel()
@@ -104,5 +129,12 @@ def run_router(config: RouterConfig) -> int:
                 loop.add_signal_handler(sig, stop.set)
         await serve_router(config, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except RouterCannotListen as exc:
+        log.error("%s; exiting with code 1", exc)
+        return 1
+    except TelemetryConfigError as exc:
+        log.error("%s; exiting with code 2", exc)
+        return 2
     return 0

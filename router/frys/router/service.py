@@ -79,6 +79,23 @@ class RouterService:
         self._k8s_api = k8s_api
         self.pods: PodWatcher | None = None
         self.ready = asyncio.Event()
+        self.problem = ""
+        """Why the router is not ready, for /readyz (empty once ready)."""
+        self._warned_at = -60.0
+
+    async def _on_nats_error(self, exc: Exception) -> None:
+        """nats-py retries by itself and reports each failed attempt here: while not
+        connected, a warning every 10 s at most (its default prints a traceback each)."""
+        if self.nc.is_connected:
+            log.debug("NATS error: %s", exc)
+            return
+        self.problem = (
+            f"nats: not reachable at {self.config.nats_url} ({exc or type(exc).__name__})"
+        )
+        now = time.monotonic()
+        if now - self._warned_at >= 10.0:
+            self._warned_at = now
+            log.warning("%s; retrying", self.problem)
 
     async def start(self) -> None:
         await self.nc.connect(
@@ -86,6 +103,7 @@ class RouterService:
             name="frys-router",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,  # type: ignore[arg-type]
+            error_cb=self._on_nats_error,
             **NatsAuth.from_settings(self.config).connect_options(),
         )
         js = self.nc.jetstream(timeout=5)
@@ -99,6 +117,7 @@ class RouterService:
                         KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE)
                     )
             except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                self.problem = f"jetstream: placement bucket not ready ({exc})"
                 log.warning("placement bucket not ready (%s); retrying", exc)
                 await asyncio.sleep(1.0)
         await self._load_published()
@@ -114,6 +133,7 @@ class RouterService:
             )
             self.pods.start()
         self._task = asyncio.get_running_loop().create_task(self._loop())
+        self.problem = ""
         self.ready.set()
 
     async def _load_published(self) -> None:

@@ -3,9 +3,14 @@
 Traces are on when an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) and not disabled (``OTEL_SDK_DISABLED``,
 ``OTEL_TRACES_EXPORTER=none``); the sampler, service name and resource come from the usual
-variables, read by the SDK. Metrics always feed a Prometheus registry (``/metrics``) and, with
-an endpoint, OTLP too. Hot paths test :attr:`Telemetry.tracing` before touching the API, so
-tracing costs nothing when it is off.
+variables, read by the SDK. OTLP goes over HTTP (``http/protobuf``, the default) or gRPC
+(``grpc``), per ``OTEL_EXPORTER_OTLP_PROTOCOL`` or its per-signal variant. Metrics always
+feed a Prometheus registry (``/metrics``) and, with an endpoint, OTLP too. Hot paths test
+:attr:`Telemetry.tracing` before touching the API, so tracing costs nothing when it is off.
+
+Latency histograms (unit ``ms``) get explicit buckets from 0.05 ms to 10 s
+(:data:`LATENCY_BUCKETS_MS`): the SDK's default buckets start at 5 ms, below which the
+gateway's typical delivery (well under a millisecond) would all land in one bucket.
 """
 
 from __future__ import annotations
@@ -17,15 +22,37 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+LATENCY_BUCKETS_MS = (
+    *(0.05, 0.1, 0.2, 0.3, 0.5, 0.75),
+    *(1.0, 1.5, 2.0, 3.0, 5.0, 7.5),
+    *(10.0, 20.0, 30.0, 50.0, 75.0),
+    *(100.0, 200.0, 300.0, 500.0),
+    *(1000.0, 2000.0, 5000.0, 10000.0),
+)
+"""Upper bounds of latency histogram buckets, in milliseconds."""
+
+LATENCY_VIEW = View(
+    instrument_type=Histogram,
+    instrument_unit="ms",
+    aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_MS),
+)
+
+PROTOCOLS = ("http/protobuf", "grpc")
 
 
 class TelemetryConfigError(ValueError):
@@ -59,21 +86,54 @@ class Telemetry:
 
 
 def _endpoint(env: Mapping[str, str], signal: str) -> str | None:
+    """The signal's endpoint. Over HTTP the base endpoint gets the signal's path
+    (``/v1/traces``); gRPC addresses the collector itself, so the base is used as it is."""
     specific = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
     if specific:
         return specific
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if base and _protocol(env, signal) == "grpc":
+        return base
     if base:
         return base.rstrip("/") + f"/v1/{signal}"
     return None
 
 
-def _check_protocol(env: Mapping[str, str]) -> None:
-    protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    if protocol != "http/protobuf":
+def _protocol(env: Mapping[str, str], signal: str) -> str:
+    """``http/protobuf`` or ``grpc``; anything else is refused at start with its name."""
+    variable = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
+    if not env.get(variable):
+        variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
+    protocol = env.get(variable) or "http/protobuf"
+    if protocol not in PROTOCOLS:
         raise TelemetryConfigError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use http/protobuf"
+            f"{variable}={protocol!r} is not supported; use {' or '.join(PROTOCOLS)}"
         )
+    return protocol
+
+
+def _span_exporter(env: Mapping[str, str], endpoint: str) -> SpanExporter:
+    if _protocol(env, "traces") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        return GrpcSpanExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint)
+
+
+def _metric_exporter(env: Mapping[str, str], endpoint: str) -> MetricExporter:
+    if _protocol(env, "metrics") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        return GrpcMetricExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(endpoint=endpoint)
 
 
 def telemetry_from_env(
@@ -97,10 +157,7 @@ def telemetry_from_env(
         and traces_endpoint
         and env.get("OTEL_TRACES_EXPORTER", "otlp").lower() != "none"
     ):
-        _check_protocol(env)
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint)))
+        processors.append(BatchSpanProcessor(_span_exporter(env, traces_endpoint)))
     if processors and not disabled:
         provider = TracerProvider(resource=resource)
         for processor in processors:
@@ -114,16 +171,15 @@ def telemetry_from_env(
         and metrics_endpoint
         and env.get("OTEL_METRICS_EXPORTER", "otlp").lower() != "none"
     ):
-        _check_protocol(env)
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
         interval_ms = float(env.get("OTEL_METRIC_EXPORT_INTERVAL", "10000"))
         readers.append(
             PeriodicExportingMetricReader(
-                OTLPMetricExporter(endpoint=metrics_endpoint), export_interval_millis=interval_ms
+                _metric_exporter(env, metrics_endpoint), export_interval_millis=interval_ms
             )
         )
-    tel.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    tel.meter_provider = MeterProvider(
+        resource=resource, metric_readers=readers, views=[LATENCY_VIEW]
+    )
     return tel
 
 
