@@ -45,7 +45,10 @@ RECOMMENDED_LABELS = (
     "helm.sh/chart",
 )
 # Kinds from CRDs, which kubernetes-validate has no schema for; checked by hand below.
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 Manifest = dict[str, Any]
 
@@ -238,10 +241,13 @@ BAD_VALUES = {
     "unknown top-level key": "gatway:\n  replicas: 3\n",
     "secret in config file": "gateway:\n  config:\n    jwt_secret: abcdefghijklmnopqrstuvwxyz\n",
     "short jwt secret": "auth:\n  jwtSecret: short\n",
+    "16-character jwt secret": "auth:\n  jwtSecret: sixteen-chars-ok\n",
+    "image digest without algorithm": "image:\n  digest: 0123abcd\n",
+    "internal port out of range": "gateway:\n  internalPort: 70000\n",
     "public key mode without key": "auth:\n  mode: publicKey\n",
     "even NATS cluster": "nats:\n  replicas: 2\n",
     "bad sampler": "otel:\n  sampler: sometimes\n",
-    "OTLP over gRPC": "otel:\n  protocol: grpc\n",
+    "OTLP as JSON": "otel:\n  protocol: http/json\n",
     "gateway TLS without its Secret": "gateway:\n  tls:\n    enabled: true\n",
     "unknown TLS mode": "ingress:\n  tlsMode: offload\n",
     "NATS TLS as text": "nats:\n  tls:\n    enabled: 'yes'\n",
@@ -351,7 +357,8 @@ def test_every_manifest_passes_strict_kubernetes_validation(
             kv.validate(doc, kube_version, strict=True)
         except kv.ValidationError as exc:
             pytest.fail(f"{name} is invalid for Kubernetes {kube_version}: {exc.message}")
-    assert custom == (2 if files else 0)  # the production values enable the ServiceMonitors
+    # The production values enable the ServiceMonitors (gateway, router, NATS) and the rules.
+    assert custom == (4 if files else 0)
 
 
 VARIANTS = {
@@ -495,7 +502,10 @@ def test_gateway_pod_spec() -> None:
     pod = sts["spec"]["template"]["spec"]
     gw = container(sts, "gateway")
     assert gw["command"] + gw["args"] == ["frys-ws", "gateway"]
-    assert gw["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert gw["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "internal", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert gw["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "scheme": "HTTP"}
     assert gw["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
     security = gw["securityContext"]
@@ -707,7 +717,7 @@ def test_nats_cluster_of_three_with_fsync_always() -> None:
     assert sts["spec"]["serviceName"] == headless["metadata"]["name"]
     assert headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["publishNotReadyAddresses"] is True
-    assert {p["port"] for p in headless["spec"]["ports"]} == {4222, 6222, 8222}
+    assert {p["port"] for p in headless["spec"]["ports"]} == {4222, 6222, 8222, 7777}
     c = container(sts, "nats")
     assert c["image"].startswith("nats:2.")
     assert {p["containerPort"] for p in c["ports"]} == {4222, 6222, 8222}
@@ -795,7 +805,7 @@ def test_chart_created_secret() -> None:
     secret = one(docs, "Secret", f"{RELEASE}-auth")
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert set(data) == {"jwt-secret", "api-key", "resume-secret"}
-    assert len(data["jwt-secret"]) >= 16
+    assert len(data["jwt-secret"]) >= 32  # the gateway refuses shorter HS256 secrets
     assert len(data["resume-secret"]) >= 16
     gw = container(one(docs, "StatefulSet", GW), "gateway")
     env = env_of(gw)
@@ -810,9 +820,10 @@ def test_chart_created_secret() -> None:
             "key": key,
         }
 
-    given = render(overrides="auth:\n  jwtSecret: a-secret-of-more-than-16\n")
+    given = render(overrides="auth:\n  jwtSecret: a-secret-of-thirty-two-characters\n")
     secret = one(given, "Secret", f"{RELEASE}-auth")
-    assert base64.b64decode(secret["data"]["jwt-secret"]).decode() == "a-secret-of-more-than-16"
+    jwt_secret = base64.b64decode(secret["data"]["jwt-secret"]).decode()
+    assert jwt_secret == "a-secret-of-thirty-two-characters"
 
 
 @needs_helm
@@ -911,7 +922,8 @@ def test_service_monitor_scrapes_every_gateway_pod() -> None:
     assert "prometheus.io/scrape" not in annotations
     annotations = one(render(), "StatefulSet", GW)["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "8080"
+    assert annotations["prometheus.io/port"] == "9090"  # metrics are on the internal port
+    assert endpoint["port"] == "internal"
 
 
 @needs_helm

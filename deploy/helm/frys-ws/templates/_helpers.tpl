@@ -58,7 +58,11 @@ label value and Service name.
 {{- end }}
 
 {{- define "frys-ws.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* Labels (Kubernetes recommended labels) ----------------------------------------------- */}}
