@@ -121,7 +121,7 @@ async def test_a_client_moving_to_another_gateway_keeps_decoding(
 
 
 async def _until(check: Callable[[], bool]) -> None:
-    while not check():
+    while not check():  # noqa: ASYNC110 - polls a client attribute no event announces
         await asyncio.sleep(0.05)
 
 
@@ -222,3 +222,39 @@ async def test_learnt_state_survives_a_gateway_restart(
     more = await publish(pub2, 70, 20)
     assert await receive(late_sub, 20) == more
     assert late.compressed_frames == 20
+
+
+async def test_tensor_readers_that_declare_tensor_ext_get_reencoded_frames(
+    gateways: GatewayFactory, clients: ClientFactory, nats_server: Any, prefix: str
+) -> None:
+    import numpy as np
+
+    from frys.client.backend import Backend
+
+    gw = await gateways(**FAST)
+    ext = await clients(gw.url, token=token("ext"))
+    plain = await clients(gw.url, token=token("plain"), codecs=())
+    ext_stream = await ext.tensors("wf:tx:state").start()
+    plain_stream = await plain.tensors("wf:tx:state").start()
+    rng = np.random.default_rng(3)
+    state = rng.standard_normal((128, 64)).astype(np.float32)
+    sent = []
+    async with await Backend.connect(nats_server.url, prefix=prefix) as backend:
+        for i in range(40):
+            state = state.copy()
+            state.flat[rng.choice(state.size, 40 if i % 10 else 8000, replace=False)] += 1.0
+            sent.append(state)
+            await backend.publish_tensor("wf:tx:state", state)
+            for stream in (ext_stream, plain_stream):
+                _, array = await stream.next(10)
+                while array.tobytes() != state.tobytes():  # conflated readers skip ahead
+                    _, array = await stream.next(10)
+    optimiser = gw.gateway.optimiser
+    assert optimiser is not None
+    report = optimiser.describe_tensors()
+    (stream_report,) = report.values()
+    fast = stream_report["fast"]
+    assert fast["frames"] >= 30 and fast["arm"] in fast["cost_us_per_kb"]
+    stats = await ext.tensor_stats("wf:tx:state")
+    assert stats["optimiser"]["tensors"]["0"]["fast"]["frames"] >= 30
+    assert stats["optimiser"]["wire"]["tensor_ext"] is True

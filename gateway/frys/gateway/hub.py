@@ -34,7 +34,7 @@ from frys.gateway.bus import Bus, StoredMsg
 from frys.gateway.metrics import Metrics
 from frys.gateway.optimise import MessageOptimiser
 from frys.gateway.telemetry import GatewayTelemetry
-from frys.gateway.tensors import RelayBudget, RelayLimits, TensorRelay
+from frys.gateway.tensors import RelayBudget, RelayLimits, TensorRelay, unwrap_bin
 from frys.gateway.wire import WireClass
 from frys.gateway.wsframe import binary_frame, text_frame
 from frys.runtime.memory import reclaim
@@ -187,6 +187,8 @@ class Fanout:
             self.ready.set()
 
     async def close(self) -> None:
+        if self.hub.optimiser is not None:
+            self.hub.optimiser.forget_channel(self.channel)
         if self._relay is not None:
             self._relay.close()
             self._relay = None
@@ -486,13 +488,28 @@ class Fanout:
             targets = cast(set[Subscriber], relay.route(entry.packed, live, entry.ts))
             if not targets:
                 continue
-            framed: dict[bool, bytes] = {}
+            framed: dict[WireClass | bool, bytes] = {}
             for sub in targets:
-                frame = framed.get(sub.binary)
+                wire = sub.wire
+                key: WireClass | bool = wire if wire.tensor_ext else sub.binary
+                frame = framed.get(key)
                 if frame is None:
-                    frame = framed[sub.binary] = self.frames([entry], sub.binary)
+                    frame = framed[key] = self._tensor_frame(entry, wire)
                 sub.deliver_tensor(frame, self)
             self.hub.metrics.deliveries += len(targets)
+
+    def _tensor_frame(self, entry: Entry, wire: WireClass) -> bytes:
+        """A tensor frame framed for one wire class: readers that decode tensor codecs 5-7
+        get it re-encoded with the arm chosen for the stream on their link class, once per
+        class (:mod:`frys.gateway.optimiser.transcode`); the others get it as it came."""
+        optimiser = self.hub.optimiser
+        if wire.tensor_ext and wire.link is not None and optimiser is not None:
+            data = unwrap_bin(entry.packed)
+            if data is not None:
+                other = optimiser.transcode(self.channel, data, wire.link)
+                if other is not None:
+                    entry = Entry(entry.seq, pack_data(other), entry.from_, entry.tc, enc=entry.enc)
+        return self.frames([entry], wire.binary)
 
     def send_tensor(self, sub: Subscriber, frames: list[bytes]) -> None:
         """Send tensor frames made here (a relay keyframe) to one subscriber."""

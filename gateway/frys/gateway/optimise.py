@@ -31,12 +31,16 @@ from frys.gateway.optimiser.learner import (
 from frys.gateway.optimiser.links import LinkEstimator
 from frys.gateway.optimiser.messages import DEFAULT_DECODE_S, compression_pays
 from frys.gateway.optimiser.schema import schema_of
+from frys.gateway.optimiser.transcode import FrameTranscoder
 from frys.gateway.wire import WireClass
 from frys.shared.protocol import zdict
-from frys.shared.protocol.channels import ChannelKind
+from frys.shared.protocol.channels import Channel, ChannelKind
+from frys.shared.tensor import TensorError, read_header
 
 log = logging.getLogger("frys.gateway.optimise")
 
+MAX_TRANSCODERS = 4096
+"""(channel, stream, link class) re-encoded at once; beyond, frames pass as they came."""
 PAYS_MARGIN = 0.1
 """Hysteresis of the compress-or-not decision of a link class."""
 TIME_EVERY = 64
@@ -122,6 +126,8 @@ class MessageOptimiser:
         self.store_errors = 0
         self._count = 0
         self._compressing: dict[LinkClass, bool] = {}
+        self.transcoders: dict[tuple[Channel, int, LinkClass], FrameTranscoder] = {}
+        """Tensor streams re-encoded per link class for readers that declared tensor-ext."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- the hub's hot path --------------------------------------------------------------
@@ -172,6 +178,38 @@ class MessageOptimiser:
         else:
             figures.compressed += 1
             figures.bytes_wire += wire
+
+    # --- tensor streams ------------------------------------------------------------------
+    def transcode(self, channel: Channel, frame: memoryview, link: LinkClass) -> bytes | None:
+        """A relayed tensor frame re-encoded for readers on ``link`` (once per class), or
+        ``None`` to send it as it came."""
+        try:
+            stream = read_header(frame).stream_id
+        except TensorError:
+            return None
+        key = (channel, stream, link)
+        transcoder = self.transcoders.get(key)
+        if transcoder is None:
+            if len(self.transcoders) >= MAX_TRANSCODERS:
+                return None
+            transcoder = self.transcoders[key] = FrameTranscoder(link, self.weights)
+        return transcoder.transcode(frame)
+
+    def forget_channel(self, channel: Channel) -> None:
+        """The channel has no subscriber here any more: its transcoders go."""
+        for key in [k for k in self.transcoders if k[0] == channel]:
+            del self.transcoders[key]
+
+    def describe_tensors(self, channel: Channel | None = None) -> dict[str, Any]:
+        """Per stream and link class: the arm, the estimated cost of every arm, why."""
+        out: dict[str, Any] = {}
+        for (ch, stream, link), transcoder in sorted(
+            self.transcoders.items(), key=lambda kv: (kv[0][0].name, kv[0][1], kv[0][2].value)
+        ):
+            if channel is None or ch == channel:
+                name = f"{ch.name}#{stream}" if channel is None else str(stream)
+                out.setdefault(name, {})[link.value] = transcoder.describe()
+        return out
 
     # --- training and the cluster state --------------------------------------------------
     def _job(self, job: TrainJob) -> None:
@@ -339,6 +377,14 @@ class MessageOptimiser:
             "schemas": [s for s in self.learner.describe() if s["schema"].startswith(prefix)],
         }
 
+    def describe_channel(
+        self, channel: Channel, wire: WireClass, link: LinkEstimator | None
+    ) -> dict[str, Any]:
+        """``stats`` of a channel: the session's view and the channel's tensor streams."""
+        out = self.describe_session(channel.kind, wire, link)
+        out["tensors"] = self.describe_tensors(channel)
+        return out
+
     def totals(self) -> dict[str, int]:
         """Figures summed over the transmission classes (for ``/metrics``)."""
         out = {"messages": 0, "compressed": 0, "bytes_raw": 0, "bytes_wire": 0}
@@ -413,7 +459,10 @@ def optimiser_report(
     out["sessions_by_class"] = dict(sorted(classes.items()))
     if optimiser is not None:
         out.update(optimiser.describe())
-    out["tensors"] = {"totals": hub.tensor_totals()}
+    out["tensors"] = {
+        "totals": hub.tensor_totals(),
+        "streams": {} if optimiser is None else optimiser.describe_tensors(),
+    }
     return out
 
 

@@ -288,8 +288,8 @@ class Session:
                         data: dict[str, Any] = {"streams": fan.relay.stats()}
                         optimiser = self._svc.hub.optimiser
                         if optimiser is not None:
-                            data["optimiser"] = optimiser.describe_session(
-                                channel.kind, self.writer.wire, self.writer.link
+                            data["optimiser"] = optimiser.describe_channel(
+                                channel, self.writer.wire, self.writer.link
                             )
                         self.send(f.Ack(id=ref, data=data))
 

@@ -25,13 +25,14 @@ from frys.gateway.optimiser.estimate import WinsorisedEwma
 from frys.shared.tensor import TensorEncoder
 from frys.shared.tensor.arms import ARMS, Arm, ArmCoder, Method, stride_for
 from frys.shared.tensor.codecs import decode_dense, decode_sparse, decompressor
+from frys.shared.tensor.encoder import LastInput
 from frys.shared.tensor.frame import HEADER_SIZE, Codec
 from frys.shared.tensor.limits import DEFAULT_CHUNK_SIZE, DEFAULT_LIMITS, TensorLimits
 
 PROBE_SHARE = 0.04
 """Probing may take this fraction of the CPU the stream's own encoding takes (the opening
 look at every arm comes on top, so a stream of a hundred frames stays under 5 %)."""
-MIN_BLOCK_BYTES = 16 * 1024
+MIN_BLOCK_BYTES = 8 * 1024
 BLOCK_FRACTION = 8
 """Probes code 1/8 of a frame (at least :data:`MIN_BLOCK_BYTES`)."""
 BANK_FRAMES = 4.0
@@ -62,20 +63,17 @@ PROBE_PRIOR = {
 """The order arms get their first look in, per link class: likely winners first."""
 
 
-class TensorStreamOptimiser:
-    """Encodes one stream for one link class with the arm its measurements favour."""
+class ArmOptimiser:
+    """What choosing an arm for one stream on one link class takes, whoever encodes: the
+    selector, the probes and their budget, the figures (see the module docstring)."""
 
     def __init__(
         self,
-        stream_id: int,
         link: LinkClass,
         weights: CostWeights | None = None,
         *,
         arms: Sequence[Arm] = ARMS,
         probe_share: float = PROBE_SHARE,
-        epoch: int | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        limits: TensorLimits = DEFAULT_LIMITS,
         seed: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
         initial: str | None = None,
@@ -86,13 +84,6 @@ class TensorStreamOptimiser:
         order = [a for a in PROBE_PRIOR[link] if a in self.arms]
         order += [a for a in self.arms if a not in order]
         self.selector = ArmSelector(order, link, weights or CostWeights(), initial=initial)
-        self.encoder = TensorEncoder(
-            stream_id,
-            epoch=epoch,
-            chunk_size=chunk_size,
-            limits=limits,
-            arm=self.arms[self.selector.current],
-        )
         self.probe_share = probe_share
         self._coder = ArmCoder()
         self._coder.warm(list(arms))
@@ -121,23 +112,13 @@ class TensorStreamOptimiser:
     def arm(self) -> str:
         return self.selector.current
 
-    def encode(
-        self, array: npt.ArrayLike, keyframe: bool = False, other_seconds: float = 0.0
-    ) -> list[bytes]:
-        """The stream's next frames, with the arm in use; then measure, probe, decide.
-
-        ``other_seconds`` is the rest of the CPU the gateway spent on this frame (a relay
-        applies the publisher's frame to its replica before encoding it again): the probe
-        budget is a share of the gateway's CPU, not of the encoding alone."""
-        self.encoder.arm = self.arms[self.selector.current]
-        start = self._clock()
-        frames = self.encoder.encode(array, keyframe=keyframe)
-        spent = self._clock() - start
-        last = self.encoder.last_input()
-        assert last is not None
+    def _after(
+        self, last: LastInput, wire: int, spent: float, other_seconds: float, start: float
+    ) -> None:
+        """A frame of ``wire`` bytes coded ``last`` in ``spent`` seconds (from ``start``):
+        measure it, probe, and review the choice."""
         kind = "key" if last.keyframe else "delta"
         raw = last.lanes.nbytes
-        wire = sum(len(f) for f in frames)
         self.frames += 1
         self.bytes_raw += raw
         self.bytes_wire += wire
@@ -158,7 +139,6 @@ class TensorStreamOptimiser:
         if regime or probed != self.probe_seconds or self.frames % DECIDE_EVERY == 0:
             self.selector.decide()
         self.overhead_seconds += self._clock() - start - spent - (self.probe_seconds - probed)
-        return frames
 
     @property
     def bank(self) -> float:
@@ -190,7 +170,7 @@ class TensorStreamOptimiser:
             cost = self._probe_cost.get((name, kind))
             if cost is None:
                 predicted = selector.predicted_seconds(name, kind, size)
-                cost = PROBE_WORK * (predicted if predicted is not None else 2 * fallback)
+                cost = PROBE_WORK * (predicted if predicted is not None else 3 * fallback)
             if bank <= cost:
                 break  # save up for the arm most needed rather than probe a cheaper one
             t0 = self._clock()
@@ -315,6 +295,59 @@ class TensorStreamOptimiser:
             }
         )
         return out
+
+
+class TensorStreamOptimiser(ArmOptimiser):
+    """Encodes one stream for one link class with the arm its measurements favour."""
+
+    def __init__(
+        self,
+        stream_id: int,
+        link: LinkClass,
+        weights: CostWeights | None = None,
+        *,
+        arms: Sequence[Arm] = ARMS,
+        probe_share: float = PROBE_SHARE,
+        epoch: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        limits: TensorLimits = DEFAULT_LIMITS,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        initial: str | None = None,
+    ) -> None:
+        super().__init__(
+            link,
+            weights,
+            arms=arms,
+            probe_share=probe_share,
+            seed=seed,
+            clock=clock,
+            initial=initial,
+        )
+        self.encoder = TensorEncoder(
+            stream_id,
+            epoch=epoch,
+            chunk_size=chunk_size,
+            limits=limits,
+            arm=self.arms[self.selector.current],
+        )
+
+    def encode(
+        self, array: npt.ArrayLike, keyframe: bool = False, other_seconds: float = 0.0
+    ) -> list[bytes]:
+        """The stream's next frames, with the arm in use; then measure, probe, decide.
+
+        ``other_seconds`` is the rest of the CPU the gateway spent on this frame (a relay
+        applies the publisher's frame to its replica before encoding it again): the probe
+        budget is a share of the gateway's CPU, not of the encoding alone."""
+        self.encoder.arm = self.arms[self.selector.current]
+        start = self._clock()
+        frames = self.encoder.encode(array, keyframe=keyframe)
+        spent = self._clock() - start
+        last = self.encoder.last_input()
+        assert last is not None
+        self._after(last, sum(len(f) for f in frames), spent, other_seconds, start)
+        return frames
 
 
 _FRAMING_S_PER_BYTE: list[float] = []
