@@ -396,3 +396,30 @@ async def test_latency_histogram_resolves_sub_millisecond_deliveries(
     }
     assert sorted(buckets) == list(LATENCY_BUCKETS_MS)
     assert buckets[0.5] == 0 and buckets[0.75] == 1 and buckets[10_000] == 1
+
+
+async def test_the_dev_demo_engine_is_traced(
+    nats_server: NatsProcess, prefix: str, clients: ClientFactory
+) -> None:
+    """``frys-ws dev`` gives its demo engine a tracer provider: the commands it serves are
+    server spans, children of the gateway's request span, in the same trace."""
+    from frys.cli.demo_engine import DEMO_WORKFLOW, start_demo_engine
+
+    tel, gateway_spans = traced()
+    gw = await start_gateway(nats_server.url, prefix, telemetry=tel)
+    engine_spans = InMemorySpanExporter()
+    engine_tracing = TracerProvider()
+    engine_tracing.add_span_processor(SimpleSpanProcessor(engine_spans))
+    engine = await start_demo_engine(nats_server.url, prefix=prefix, tracer_provider=engine_tracing)
+    try:
+        c = await clients(gw.url)
+        reply = await c.request(f"wf:{DEMO_WORKFLOW}:control", {"action": "pause"})
+        assert reply["ok"] is True
+    finally:
+        await engine.close()
+        await gw.stop()
+    request = one(gateway_spans.get_finished_spans(), "request control")
+    served = one(engine_spans.get_finished_spans(), f"control {DEMO_WORKFLOW}")
+    assert served.kind is SpanKind.SERVER
+    assert served.context.trace_id == request.context.trace_id
+    assert served.parent is not None and served.parent.span_id == request.context.span_id
