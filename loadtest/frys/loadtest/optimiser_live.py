@@ -1,9 +1,10 @@
 """The optimiser live: a real NATS, a gateway, subscribers, the workflow event mix.
 
-Runs twice on one machine, the optimiser off (today: plain MessagePack) and on (learnt
-dictionaries for readers that declare ``zstd-dict``), with the same subscribers (Python
-SDK clients) and the same events published by a backend straight to the events stream at a
-fixed rate. The gateway treats its loopback readers as remote ones
+Two gateways on one NATS run side by side, the optimiser off (today: plain MessagePack) and
+on (learnt dictionaries for readers that declare ``zstd-dict``), each with the same number
+of subscribers (Python SDK clients); a backend publishes every event of the workflow mix to
+both, back to back at a fixed rate (the order alternates), so a busy moment of the machine
+hits both alike. The gateway treats its loopback readers as remote ones
 (``optimiser_loopback_local=False``): on one host every reader is on the loopback, and a
 same-host reader is one compressing does not serve. Each run first publishes a warm-up
 (the optimiser learns its dictionaries then), and measures afterwards:
@@ -98,65 +99,99 @@ async def _gateway(nats_url: str, prefix: str, optimiser: bool) -> tuple[Gateway
     return gateway, runner
 
 
-async def _run_mode(
-    nats: NatsProcess, optimiser: bool, subscribers: int, warmup: int, events: int, rate: float
-) -> LiveResult:
+@dataclasses.dataclass
+class _Side:
+    """One gateway (optimiser off or on), its subscribers, its publisher."""
+
+    optimiser: bool
+    gateway: Gateway
+    runner: web.AppRunner
+    backend: Backend
+    clients: list[Client]
+    received: list[dict[int, float]]
+    readers: list[asyncio.Task[None]]
+    measured: dict[int, float] = dataclasses.field(default_factory=dict)
+    bytes_before: int = 0
+    deliveries_before: int = 0
+    compressed_before: int = 0
+
+    async def close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+        await self.backend.close()
+        await self.gateway.drain()
+        await self.runner.cleanup()
+
+    def mark(self) -> None:
+        metrics = self.gateway.metrics
+        self.bytes_before, self.deliveries_before = metrics.bytes_out, metrics.deliveries
+        self.compressed_before = sum(c.compressed_frames for c in self.clients)
+
+    def done(self) -> bool:
+        return all(all(seq in seen for seq in self.measured) for seen in self.received)
+
+    def result(self) -> LiveResult:
+        metrics = self.gateway.metrics
+        latencies = [
+            (seen[seq] - t0) * 1e3
+            for seen in self.received
+            for seq, t0 in self.measured.items()
+            if seq in seen
+        ]
+        return LiveResult(
+            "optimiser on" if self.optimiser else "optimiser off (plain)",
+            len(self.measured),
+            metrics.deliveries - self.deliveries_before,
+            metrics.bytes_out - self.bytes_before,
+            latencies,
+            sum(c.compressed_frames for c in self.clients) - self.compressed_before,
+        )
+
+
+async def _side(nats: NatsProcess, optimiser: bool, subscribers: int) -> _Side:
     prefix = f"live{uuid.uuid4().hex[:8]}"
     gateway, runner = await _gateway(nats.url, prefix, optimiser)
     url = gateway.config.advertised_url
     clients: list[Client] = []
     received: list[dict[int, float]] = []
     readers: list[asyncio.Task[None]] = []
+    for i in range(subscribers):
+        tok = mint_token(SECRET, f"reader-{i}", GRANTS, ttl_s=3600)
+        client = await connect(url, token=tok)
+        clients.append(client)
+        seen: dict[int, float] = {}
+        received.append(seen)
+        for c in range(CHANNELS):
+            sub = await client.subscribe(f"wf:live{c}:events")
+            readers.append(asyncio.get_running_loop().create_task(_read(sub, seen)))
+    backend = await Backend.connect(nats.url, prefix=prefix, name="engine")
+    return _Side(optimiser, gateway, runner, backend, clients, received, readers)
+
+
+async def _round(
+    nats: NatsProcess, subscribers: int, warmup: int, events: int, rate: float, flip: bool
+) -> tuple[LiveResult, LiveResult]:
+    """Both gateways at once, each event published to both back to back (in an order that
+    alternates), so a busy moment of the machine hits both alike."""
+    off = await _side(nats, False, subscribers)
+    on = await _side(nats, True, subscribers)
     try:
-        for i in range(subscribers):
-            tok = mint_token(SECRET, f"reader-{i}", GRANTS, ttl_s=3600)
-            client = await connect(url, token=tok)
-            clients.append(client)
-            seen: dict[int, float] = {}
-            received.append(seen)
-            for c in range(CHANNELS):
-                sub = await client.subscribe(f"wf:live{c}:events")
-                readers.append(asyncio.get_running_loop().create_task(_read(sub, seen)))
         mix = EventMix(seed=7)
-        async with await Backend.connect(nats.url, prefix=prefix, name="engine") as backend:
-            sent: dict[int, float] = {}
-            await _publish(backend, mix, warmup, rate * 4, sent)
-            await asyncio.sleep(1.0)  # the dictionaries of the warm-up are learnt meanwhile
-            metrics = gateway.metrics
-            bytes_before, deliveries_before = metrics.bytes_out, metrics.deliveries
-            compressed_before = sum(c.compressed_frames for c in clients)
-            measured: dict[int, float] = {}
-            await _publish(backend, mix, events, rate, measured)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not all(  # noqa: ASYNC110
-                all(seq in seen for seq in measured) for seen in received
-            ):
-                await asyncio.sleep(0.05)
-            bytes_out = metrics.bytes_out - bytes_before
-            deliveries = metrics.deliveries - deliveries_before
-            latencies = [
-                (seen[seq] - t0) * 1e3
-                for seen in received
-                for seq, t0 in measured.items()
-                if seq in seen
-            ]
-            compressed = sum(c.compressed_frames for c in clients) - compressed_before
+        await _publish([off, on], mix, warmup, rate * 4, measure=False, flip=flip)
+        await asyncio.sleep(1.0)  # the dictionaries of the warm-up are learnt meanwhile
+        off.mark()
+        on.mark()
+        await _publish([off, on], mix, events, rate, measure=True, flip=flip)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (off.done() and on.done()):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return off.result(), on.result()
     finally:
-        for task in readers:
-            task.cancel()
-        for client in clients:
-            with contextlib.suppress(Exception):
-                await client.close()
-        await gateway.drain()
-        await runner.cleanup()
-    return LiveResult(
-        "optimiser on" if optimiser else "optimiser off (plain)",
-        len(measured),
-        deliveries,
-        bytes_out,
-        latencies,
-        compressed,
-    )
+        await off.close()
+        await on.close()
 
 
 async def _read(sub: Any, seen: dict[int, float]) -> None:
@@ -167,7 +202,7 @@ async def _read(sub: Any, seen: dict[int, float]) -> None:
 
 
 async def _publish(
-    backend: Backend, mix: EventMix, count: int, rate: float, sent: dict[int, float]
+    sides: list[_Side], mix: EventMix, count: int, rate: float, measure: bool, flip: bool
 ) -> None:
     interval = 1.0 / rate
     start = time.perf_counter()
@@ -177,10 +212,13 @@ async def _publish(
         delay = target - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        t0 = time.perf_counter()
-        seq = await backend.publish(f"wf:live{i % CHANNELS}:events", data)
-        assert seq is not None
-        sent[seq] = t0
+        order = sides if (i % 2 == 0) != flip else sides[::-1]
+        for side in order:
+            t0 = time.perf_counter()
+            seq = await side.backend.publish(f"wf:live{i % CHANNELS}:events", data)
+            assert seq is not None
+            if measure:
+                side.measured[seq] = t0
 
 
 async def _live(seconds: float, subscribers: int, rate: float, rounds: int) -> dict[str, Any]:
@@ -189,9 +227,9 @@ async def _live(seconds: float, subscribers: int, rate: float, rounds: int) -> d
     nats = NatsProcess(name=f"frys-live-{uuid.uuid4().hex[:6]}").start()
     runs: list[LiveResult] = []
     try:
-        for _ in range(rounds):  # off and on alternate, so a busy moment hits both alike
-            runs.append(await _run_mode(nats, False, subscribers, warmup, events, rate))
-            runs.append(await _run_mode(nats, True, subscribers, warmup, events, rate))
+        for r in range(rounds):
+            off_run, on_run = await _round(nats, subscribers, warmup, events, rate, r % 2 == 1)
+            runs += [off_run, on_run]
     finally:
         nats.close()
     off = [r for r in runs[0::2]]
@@ -246,7 +284,8 @@ def format_live(result: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"{result['subscribers']} subscribers × {CHANNELS} events channels, "
-        f"{result['rate_per_s']:.0f} events/s, {result['rounds']} rounds of off then on; medians "
+        f"{result['rate_per_s']:.0f} events/s to each gateway, {result['rounds']} rounds of both "
+        f"gateways at once (each event to both, back to back); medians "
         f"over the rounds: bytes per delivered event with the optimiser {100 * share:.1f} % "
         f"of plain; p50 {result['p50_off_ms']:.3f} → {result['p50_on_ms']:.3f} ms, p99 "
         f"{result['p99_off_ms']:.3f} → {result['p99_on_ms']:.3f} ms "
