@@ -14,13 +14,14 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from frys.runtime.nats_process import NatsProcess, start_cluster
+from frys.runtime.cluster import start_cluster_retrying
+from frys.runtime.nats_process import NatsProcess
 
 
 @pytest.fixture
 def cluster3() -> Iterator[list[NatsProcess]]:
     """A JetStream cluster of three real nats-server processes of this test's own."""
-    nodes = start_cluster(3, f"c{time.monotonic_ns() % 1_000_000}")
+    nodes = start_cluster_retrying(3, f"c{time.monotonic_ns() % 1_000_000}")
     yield nodes
     for node in nodes:
         node.close()

@@ -37,6 +37,19 @@ def frys_ws_command(*args: str) -> list[str]:
     return [found, *args]
 
 
+def start_cluster_retrying(size: int, name: str, attempts: int = 3) -> list[NatsProcess]:
+    """:func:`start_cluster`, again with fresh ports when one was taken meanwhile (route
+    ports are chosen before the servers bind them, so another process may get there
+    first on a busy machine)."""
+    for attempt in range(attempts):
+        try:
+            return start_cluster(size, name)
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class GatewayProcess:
     """``frys-ws gateway`` as a child process."""
@@ -152,7 +165,7 @@ class LocalCluster:
             self.nats = [NatsProcess(name=f"{self.prefix}-nats").start()]
         else:
             # Started from this thread: a server dies with the thread that started it.
-            self.nats = start_cluster(self.nats_nodes, self.prefix)
+            self.nats = start_cluster_retrying(self.nats_nodes, self.prefix)
         # Replicas are the gateways' choice: three on a cluster of three NATS nodes.
         env = dict(self.gateway_env)
         for i in range(self.gateways):
