@@ -258,3 +258,14 @@ async def test_tensor_readers_that_declare_tensor_ext_get_reencoded_frames(
     stats = await ext.tensor_stats("wf:tx:state")
     assert stats["optimiser"]["tensors"]["0"]["fast"]["frames"] >= 30
     assert stats["optimiser"]["wire"]["tensor_ext"] is True
+    # The stream's choice is cluster state: a gateway that starts relaying it starts there.
+    name = "wf:tx:state#0@fast"
+    store = optimiser.store
+    assert store is not None
+    for _ in range(100):
+        if name in await store.streams():
+            break
+        await asyncio.sleep(0.05)
+    later = await gateways(**FAST)
+    assert later.gateway.optimiser is not None
+    assert later.gateway.optimiser.stream_hints[name] == fast["arm"]

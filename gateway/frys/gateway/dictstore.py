@@ -11,6 +11,8 @@ Two KV buckets (names from :class:`~frys.shared.protocol.subjects.Subjects`):
   ``{schema, dict, trained_ratio, retired, messages, bytes_raw, bytes_wire}``: the
   dictionary every gateway compresses that schema with. Gateways watch it, so one
   gateway's dictionary is every gateway's, and a restarted gateway starts warm from it.
+  Per tensor stream and link class (key ``t-`` and a digest) ``{stream, arm, why, costs}``:
+  the arm it last chose, which a gateway starting to relay the stream starts from.
 
 Everything read back is checked by the caller (a dictionary's bytes against its id).
 """
@@ -34,6 +36,8 @@ from frys.shared.protocol import zdict
 
 log = logging.getLogger("frys.gateway.dictstore")
 
+STREAM_KEY = "t-"
+"""Keys of tensor streams' choices in the optimiser bucket (schemas' keys are bare digests)."""
 MAX_STATE_BYTES = 64 * 1024
 """A schema entry larger than this is ignored (it is written by gateways, a few hundred bytes)."""
 
@@ -95,18 +99,43 @@ class NatsDictionaryStore:
         kv = await self.schema_bucket()
         await kv.put(storage_key(schema), msgpack.packb(state, use_bin_type=True))
 
-    async def schemas(self) -> dict[str, dict[str, Any]]:
+    async def put_stream(self, name: str, state: dict[str, Any]) -> None:
+        kv = await self.schema_bucket()
+        await kv.put(STREAM_KEY + storage_key(name), msgpack.packb(state, use_bin_type=True))
+
+    async def streams(self) -> dict[str, dict[str, Any]]:
+        """Every tensor stream's last choice: ``{name: {stream, arm, why, costs}}``."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, value in await self._entries():
+            if not key.startswith(STREAM_KEY):
+                continue
+            state = _unpack(value)
+            if (
+                state is not None
+                and isinstance(state.get("stream"), str)
+                and isinstance(state.get("arm"), str)
+            ):
+                out[state["stream"]] = state
+        return out
+
+    async def _entries(self) -> list[tuple[str, bytes | None]]:
         kv = await self.schema_bucket()
         try:
             keys = await kv.keys()
         except nats.js.errors.NoKeysError:
-            return {}
-        out: dict[str, dict[str, Any]] = {}
+            return []
+        out = []
         for key in keys:
             with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-                state = _state((await kv.get(key)).value)
-                if state is not None:
-                    out[state["schema"]] = state
+                out.append((key, (await kv.get(key)).value))
+        return out
+
+    async def schemas(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for key, value in await self._entries():
+            state = None if key.startswith(STREAM_KEY) else _state(value)
+            if state is not None:
+                out[state["schema"]] = state
         return out
 
     async def watch(self, on_schema: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
@@ -151,13 +180,18 @@ class NatsDictionaryStore:
                     await task
 
 
-def _state(value: bytes | None) -> dict[str, Any] | None:
+def _unpack(value: bytes | None) -> dict[str, Any] | None:
     if not value or len(value) > MAX_STATE_BYTES:
         return None
     try:
         state = msgpack.unpackb(value, raw=False)
     except Exception:
         return None
-    if not isinstance(state, dict) or not isinstance(state.get("schema"), str):
+    return state if isinstance(state, dict) else None
+
+
+def _state(value: bytes | None) -> dict[str, Any] | None:
+    state = _unpack(value)
+    if state is None or not isinstance(state.get("schema"), str):
         return None
     return state

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +39,8 @@ from frys.shared.tensor import TensorError, read_header
 
 log = logging.getLogger("frys.gateway.optimise")
 
+HINT_AFTER_FRAMES = 32
+"""A stream's choice is shared once it has settled this far (and at every switch)."""
 MAX_TRANSCODERS = 4096
 """(channel, stream, link class) re-encoded at once; beyond, frames pass as they came."""
 PAYS_MARGIN = 0.1
@@ -63,6 +65,10 @@ class DictionaryStore(Protocol):
     async def schemas(self) -> dict[str, dict[str, Any]]: ...
 
     async def watch(self, on_schema: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None: ...
+
+    async def put_stream(self, name: str, state: dict[str, Any]) -> None: ...
+
+    async def streams(self) -> dict[str, dict[str, Any]]: ...
 
     def keep(self, in_use: Callable[[], list[zdict.Dictionary]]) -> None: ...
 
@@ -128,6 +134,8 @@ class MessageOptimiser:
         self._compressing: dict[LinkClass, bool] = {}
         self.transcoders: dict[tuple[Channel, int, LinkClass], FrameTranscoder] = {}
         """Tensor streams re-encoded per link class for readers that declared tensor-ext."""
+        self.stream_hints: dict[str, str] = {}
+        """The arm each stream and link class last chose, here or on another gateway."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- the hub's hot path --------------------------------------------------------------
@@ -192,8 +200,43 @@ class MessageOptimiser:
         if transcoder is None:
             if len(self.transcoders) >= MAX_TRANSCODERS:
                 return None
-            transcoder = self.transcoders[key] = FrameTranscoder(link, self.weights)
-        return transcoder.transcode(frame)
+            hint = self.stream_hints.get(_stream_name(channel, stream, link))
+            transcoder = self.transcoders[key] = FrameTranscoder(link, self.weights, initial=hint)
+        switches = transcoder.selector.switches
+        out = transcoder.transcode(frame)
+        if transcoder.selector.switches != switches or transcoder.frames == HINT_AFTER_FRAMES:
+            self._share_stream(channel, stream, link, transcoder)
+        return out
+
+    def _share_stream(
+        self, channel: Channel, stream: int, link: LinkClass, transcoder: FrameTranscoder
+    ) -> None:
+        """A stream's choice goes to the cluster state: a gateway that starts (or that this
+        stream's readers move to) starts from it instead of the link class's prior."""
+        name = _stream_name(channel, stream, link)
+        self.stream_hints[name] = transcoder.arm
+        if self.store is None:
+            return
+        d = transcoder.selector.decision()
+        state = {"stream": name, "arm": d.arm, "why": d.reason, "costs": d.costs}
+        self._spawn(self._put_stream(name, state))
+
+    async def _put_stream(self, name: str, state: dict[str, Any]) -> None:
+        assert self.store is not None
+        try:
+            await self.store.put_stream(name, state)
+        except Exception as exc:
+            self.store_errors += 1
+            log.debug("could not store the choice of %s: %s", name, exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(work)
+        except RuntimeError:
+            work.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def forget_channel(self, channel: Channel) -> None:
         """The channel has no subscriber here any more: its transcoders go."""
@@ -265,6 +308,9 @@ class MessageOptimiser:
         if self.store is None:
             return
         try:
+            self.stream_hints.update(
+                {name: s["arm"] for name, s in (await self.store.streams()).items()}
+            )
             for schema, state in (await self.store.schemas()).items():
                 await self.adopt_shared(schema, state)
             await self.store.watch(self.adopt_shared)
@@ -396,6 +442,10 @@ class MessageOptimiser:
         out["dictionaries"] = len(self.learner.known)
         out["trainings"] = self.trainings
         return out
+
+
+def _stream_name(channel: Channel, stream: int, link: LinkClass) -> str:
+    return f"{channel.name}#{stream}@{link.value}"
 
 
 # --- the gateway's entry points -------------------------------------------------------------
