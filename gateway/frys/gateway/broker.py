@@ -21,9 +21,11 @@ the leader).
   even the leader cannot bridge to the floor (the messages expired meanwhile) is the answer
   ``recovered: false``: never a silent hole.
 
-The fan-out's own gap recovery (:meth:`History.after`) may read from a lagging replica
-without harm: the message that revealed the gap names its predecessor
-(``Nats-Last-Sequence``), so a short answer only repeats the recovery, it cannot skip.
+The fan-out's own gap recovery (:meth:`History.after`) could not skip even on a lagging
+replica's answer: the message that revealed the gap names its predecessor
+(``Nats-Last-Sequence``), so a short answer only repeats the recovery. But a recovery after
+a reconnect has no such message to wait for, and a short answer would hold the rest back
+until the channel's next message; so it, too, is completed from the leader.
 """
 
 from __future__ import annotations
@@ -138,10 +140,20 @@ class History:
         return stored
 
     async def after(self, kind: ChannelKind, channel: Channel, seq: int) -> list[StoredMsg]:
-        """Stored messages of ``channel`` after ``seq`` (gap recovery)."""
-        return await self._bus.stored_after(
-            self.stream_of(kind), self._subjects.channel(channel), seq
-        )
+        """Stored messages of ``channel`` after ``seq`` (gap recovery), through the newest
+        the stream leader holds: a lagging replica's short answer is completed from the
+        leader, so what a reconnect missed is delivered now rather than with the channel's
+        next message."""
+        stream = self.stream_of(kind)
+        subject = self._subjects.channel(channel)
+        got = await self._bus.stored_after(stream, subject, seq)
+        reached = got[-1].seq if got else seq
+        newest = await self._bus.last_stored(stream, subject, leader=True)
+        if newest is not None and newest.seq > reached:
+            bridged = await self._from_leader(stream, subject, reached, newest.seq)
+            if bridged is not None:
+                got += bridged
+        return got
 
     async def current_epoch(self, kind: ChannelKind) -> str:
         _first, _last, epoch = await self._bus.stream_bounds(self.stream_of(kind))
