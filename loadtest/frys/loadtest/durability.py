@@ -453,6 +453,7 @@ async def _run(cfg: DurabilityConfig, cluster: LocalCluster) -> DurabilityReport
             publisher.published,
             publisher.answer_s,
             ACK_TIMEOUT_S + ANSWER_MARGIN_S,
+            ACK_TIMEOUT_S,
         )
         commands = judge_commands(controller.answers, dict(executions), OUTCOME_UNKNOWN)
         times = [t * 1000 for p in probes for t in p.reconnect_s]
@@ -600,6 +601,7 @@ COLUMNS = (
     ("unkn", 5),
     ("pub max", 8),
     (">5s", 4),
+    (">5.5s", 6),
     ("reconn", 7),
     ("p50 ms", 7),
     ("p99 ms", 7),
@@ -632,6 +634,7 @@ def table(reports: Sequence[DurabilityReport]) -> str:
             c.sent - c.answered,
             c.outcome_unknown,
             f"{p.max_answer_ms / 1000:.2f}s",
+            p.answered_after_timeout,
             p.answered_late,
             r.reconnects,
             "-" if r.reconnect_p50_ms is None else f"{r.reconnect_p50_ms:.0f}",

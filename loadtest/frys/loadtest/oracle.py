@@ -91,6 +91,9 @@ class Publishes:
     """Messages stored more than once under one message id (a broken deduplication)."""
     answered_late: int = 0
     """Attempts answered after the bound (``publish_ack_timeout_s`` plus a margin)."""
+    answered_after_timeout: int = 0
+    """Attempts answered after ``publish_ack_timeout_s`` itself, as the client saw it: a
+    publish the gateway answers at its deadline reaches the client a little after it."""
     max_answer_ms: float = 0.0
 
 
@@ -100,6 +103,7 @@ def judge_publishes(
     published: int,
     answer_s: Iterable[float],
     bound_s: float,
+    timeout_s: float | None = None,
 ) -> Publishes:
     """``acked``: per channel, the publish numbers acknowledged; ``stored_ids``: per
     channel, the publish number of every stored message, in stream order."""
@@ -111,6 +115,7 @@ def judge_publishes(
         p.acked_not_stored += len(acked.get(channel, set()) - set(ids))
     p.acked = sum(len(v) for v in acked.values())
     p.answered_late = sum(1 for t in times if t > bound_s)
+    p.answered_after_timeout = sum(1 for t in times if t > (timeout_s or bound_s))
     p.max_answer_ms = round(max(times, default=0.0) * 1000, 1)
     return p
 
