@@ -663,6 +663,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="events per second")
     parser.add_argument("--commands", type=float, default=10.0, help="control commands per second")
     parser.add_argument("--duration-s", type=float, default=60.0)
+    parser.add_argument(
+        "--churn-duration-s",
+        type=float,
+        default=90.0,
+        help="duration of the resubscribe-churn scenario (10,000 resubscriptions or more)",
+    )
     parser.add_argument("--disrupt-at-s", type=float, default=15.0)
     parser.add_argument("--json", help="write the reports to this file")
     args = parser.parse_args(argv)
@@ -677,7 +683,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             churners=args.churn_churners if scenario == "resubscribe-churn" else args.churners,
             rate_per_s=args.rate,
             commands_per_s=args.commands,
-            duration_s=args.duration_s,
+            duration_s=args.churn_duration_s
+            if scenario == "resubscribe-churn"
+            else args.duration_s,
             disrupt_at_s=args.disrupt_at_s,
         )
         report = asyncio.run(run_durability(cfg))
