@@ -65,8 +65,33 @@ def test_fanout_counts_every_delivery_against_frys_and_aiohttp(tmp_path: Path) -
         assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["p99_9_ms"]
         assert result["usage"]["server_cpu_s"] > 0
     frys = report["targets"]["frys"]
-    assert frys["gateway"]["deliveries_counted_by_gateway"] == frys["delivered"]
+    # What the clients counted on the wire is what the gateway wrote, byte for byte.
+    check = frys["bytes_check"]
+    assert check["written_by_gateway"] == check["received_by_clients"] > 0
+    assert check["equal"] is True
+    assert check["received_by_clients"] % frys["delivered"] == 0  # every frame the same size
     assert frys["frames_per_write"] >= 1
+
+
+def test_latency_measures_every_target_at_every_rate(tmp_path: Path) -> None:
+    report = run_tool(
+        tmp_path,
+        "latency",
+        "--rate", "50,200",
+        "--subscribers", "10",
+        "--duration", "0.5",
+        "--warmup", "0.2",
+        "--vs", "aiohttp",
+    )  # fmt: skip
+    assert report["parameters"]["rates"] == [50.0, 200.0]
+    for result in report["targets"].values():
+        assert set(result["by_rate"]) == {"50", "200"}
+        for rate, at in result["by_rate"].items():
+            assert at["rate_target"] == float(rate)
+            assert at["lost"] == 0
+            assert at["latency"]["count"] > 0
+    assert set(report["frys_advantage_by_rate"]) == {"50", "200"}
+    assert report["targets"]["frys"]["by_rate"]["200"]["bytes_check"]["equal"] is True
 
 
 def test_idle_and_connect_reports(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ COLUMNS = [
     report.Column("deliveries_per_server_cpu_s", "deliveries/cpu-s"),
     report.Column("frames_per_write", "frames/write", True, 1),
     report.Column("lost", "lost", False),
+    report.Column("bytes_check.equal", "bytes = written", False),
 ]
 
 
@@ -83,6 +85,10 @@ class FanoutConfig:
     @property
     def in_flight(self) -> int:
         return self.window or max(100, 2 * self.channels)
+
+
+BYTES_OUT = "frys_sent_bytes_total"
+"""The gateway's ``bytes_out`` counter: delivery bytes written, frame headers included."""
 
 
 def channel_names(count: int, kind: str) -> list[str]:
@@ -291,6 +297,7 @@ async def measure_fanout(
             break
         await asyncio.sleep(0.1)
     results = await loadgen.all("result")
+    bytes_received = sum(r["bytes"] for r in results) + pacer_ws.nbytes
     hist = merge_hist([r["hist"] for r in results])
     window_s = (t_b - t_a) / 1e9
     out: dict[str, Any] = {
@@ -311,6 +318,7 @@ async def measure_fanout(
         "per_connection_min": min([r["per_conn_min"] for r in results] + [pacer_ws.messages]),
         "per_connection_max": max([r["per_conn_max"] for r in results] + [pacer_ws.messages]),
         "misaligned_connections": sum(r["misaligned"] for r in results),
+        "bytes_received_by_clients": bytes_received,
         "latency": percentiles(hist),
         "usage": used,
         "deliveries_per_server_cpu_s": round((n_b - n_a) / max(1e-9, used["server_cpu_s"])),
@@ -339,6 +347,15 @@ async def measure_fanout(
             ),
             "slow_disconnects": int(mend.get("frys_slow_disconnects_total", 0)),
         }
+        # The clients' byte count against what the gateway wrote (frame headers included):
+        # a delivery the gateway counted but never wrote, or wrote twice, shows up here,
+        # where a count of deliveries computed the same way on both sides would agree.
+        written = int(mend.get(BYTES_OUT, 0) - m0.get(BYTES_OUT, 0))
+        out["bytes_check"] = {
+            "written_by_gateway": written,
+            "received_by_clients": bytes_received,
+            "equal": written == bytes_received,
+        }
         if profiler is not None:
             _out, err = await asyncio.to_thread(profiler.communicate, None, cfg.duration_s + 30)
             if profile_path.exists():
@@ -352,7 +369,9 @@ async def measure_fanout(
     return out
 
 
-def build_parser(prog: str = "frys-ws loadtest fanout") -> argparse.ArgumentParser:
+def build_parser(
+    prog: str = "frys-ws loadtest fanout", rate_type: Callable[[str], Any] = float
+) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -364,7 +383,17 @@ def build_parser(prog: str = "frys-ws loadtest fanout") -> argparse.ArgumentPars
         default=0,
         help="subscribers on each channel (default: subscribers / channels)",
     )
-    p.add_argument("--rate", type=float, default=None, help="messages/s (default: maximum)")
+    p.add_argument(
+        "--rate",
+        type=rate_type,
+        default=None,
+        help="messages/s (default: maximum)"
+        + (
+            "; several, comma separated, are measured one after the other"
+            if rate_type is not float
+            else ""
+        ),
+    )
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     p.add_argument(
