@@ -13,9 +13,10 @@ state each leads to. ``docs/protocol.md`` §5.1 is drawn from it.
 from __future__ import annotations
 
 import enum
+import functools
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -245,16 +246,22 @@ class CoreLimits:
     """Distinct (channel, tensor stream) a session may publish on."""
 
     def announced(self) -> dict[str, int]:
-        """``connected.limits`` (docs/protocol.md §9)."""
-        return {
-            "max_frame_bytes": self.max_frame_bytes,
-            "queue_bytes": self.queue_bytes,
-            "max_subscriptions": self.max_subscriptions,
-            "publish_rate_per_s": int(self.publish_rate_per_s),
-            "ping_interval_ms": int(self.ping_interval_s * 1000),
-            "request_timeout_ms": self.request_timeout_ms,
-            "max_request_timeout_ms": self.max_request_timeout_ms,
-        }
+        """``connected.limits`` (docs/protocol.md §9): one shared dict per limits value,
+        since every ``connected`` of a gateway announces the same (the codec only reads it)."""
+        return _announced(self)
+
+
+@functools.cache
+def _announced(self: CoreLimits) -> dict[str, int]:
+    return {
+        "max_frame_bytes": self.max_frame_bytes,
+        "queue_bytes": self.queue_bytes,
+        "max_subscriptions": self.max_subscriptions,
+        "publish_rate_per_s": int(self.publish_rate_per_s),
+        "ping_interval_ms": int(self.ping_interval_s * 1000),
+        "request_timeout_ms": self.request_timeout_ms,
+        "max_request_timeout_ms": self.max_request_timeout_ms,
+    }
 
 
 class RateLimiter:
@@ -313,14 +320,16 @@ class SessionCore:
         self._header_identity = header_identity
         self._clock = clock
         self._limiter: RateLimiter | None = None
-        self.sid = uuid.uuid4().hex
+        # 128 random bits as 32 hex digits; no UUID object is made per connection.
+        self.sid = os.urandom(16).hex()
         self.state = State.AWAITING_CONNECT
         self.identity: Identity | None = None
         self.name = ""
         self.caps: tuple[str, ...] = ()
         self.codecs: tuple[str, ...] = ()
         self.subs: dict[Channel, Sub] = {}
-        self.tensor_streams: set[tuple[Channel, int]] = set()
+        self.tensor_streams: set[tuple[Channel, int]] | None = None
+        """Made on the first tensor publish: most sessions never publish one."""
         self.invalid_frames = 0
         self.close_code: int | None = None
 
@@ -575,11 +584,14 @@ class SessionCore:
                 return [checked]
             stream = checked
             key = (channel, stream)
-            if key not in self.tensor_streams:
-                if len(self.tensor_streams) >= self._limits.max_tensor_streams:
+            streams = self.tensor_streams
+            if streams is None:
+                streams = self.tensor_streams = set()
+            if key not in streams:
+                if len(streams) >= self._limits.max_tensor_streams:
                     reason = f"at most {self._limits.max_tensor_streams} tensor streams"
                     return [_error(ErrorCode.LIMIT_EXCEEDED, reason, frame.id)]
-                self.tensor_streams.add(key)
+                streams.add(key)
         return [Publish(channel, frame, stream)]
 
     def _on_request(self, frame: f.Request) -> list[Action]:

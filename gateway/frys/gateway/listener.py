@@ -23,7 +23,6 @@ import ssl
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -105,13 +104,19 @@ class Guard:
             else:
                 transport.close()
 
-    def middleware(self) -> Any:
+    def guarded(
+        self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """``handler`` ending the handshake deadline of the connection it serves.
+
+        A per-route wrapper rather than an application middleware: with any middleware,
+        aiohttp runs every request through two more coroutines (the middleware's and its own
+        ``current_app`` one), and for a WebSocket both stay suspended, holding their frames,
+        for the whole life of the connection. The WebSocket handler calls
+        :meth:`handshake_done` itself."""
         guard = self
 
-        @web.middleware
-        async def handshake_done(
-            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-        ) -> web.StreamResponse:
+        async def handshake_done(request: web.Request) -> web.StreamResponse:
             guard.handshake_done(request.transport)
             return await handler(request)
 

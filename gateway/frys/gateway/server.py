@@ -94,6 +94,7 @@ def _bearer(request: web.Request) -> str | None:
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY_KEY]
+    gw.guard.handshake_done(request.transport)
     cfg = gw.config
     if not gw.accepting:
         raise web.HTTPServiceUnavailable(
@@ -278,23 +279,22 @@ async def optimiser_report(request: web.Request) -> web.Response:
 
 def build_app(gateway: Gateway) -> web.Application:
     """The public application; it owns the gateway's lifecycle (start and stop)."""
-    app = web.Application(
-        client_max_size=gateway.config.max_frame_bytes, middlewares=[gateway.guard.middleware()]
-    )
+    app = web.Application(client_max_size=gateway.config.max_frame_bytes)
     app[GATEWAY_KEY] = gateway
+    guarded = gateway.guard.guarded
     app.router.add_get("/ws", ws_handler)
     # Behind a load balancer, /gw/{gateway}/ws lets an Ingress route to one specific pod.
     app.router.add_get("/gw/{gateway}/ws", ws_handler)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/dict/{id}", dictionary)
-    app.router.add_get("/optimiser", optimiser_report)
+    app.router.add_get("/healthz", guarded(healthz))
+    app.router.add_get("/readyz", guarded(readyz))
+    app.router.add_get("/dict/{id}", guarded(dictionary))
+    app.router.add_get("/optimiser", guarded(optimiser_report))
     if not gateway.config.internal_port:
-        app.router.add_get("/metrics", metrics)
-        app.router.add_post("/api/publish", api_publish)
-    app.router.add_get("/sdk/{path:.+}", sdk_file)
-    app.router.add_get("/ui", ui_page)
-    app.router.add_get("/ui/{path:.+}", ui_file)
+        app.router.add_get("/metrics", guarded(metrics))
+        app.router.add_post("/api/publish", guarded(api_publish))
+    app.router.add_get("/sdk/{path:.+}", guarded(sdk_file))
+    app.router.add_get("/ui", guarded(ui_page))
+    app.router.add_get("/ui/{path:.+}", guarded(ui_file))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Start in the background: /healthz answers while NATS is still being reached.
@@ -317,13 +317,11 @@ def build_internal_app(gateway: Gateway, guard: Guard) -> web.Application:
     """The operators' and backends' application on ``internal_port``: metrics, HTTP
     publish and the probes. Its guard is its own, so a flood of WebSocket clients never
     blocks a scrape or a backend's publish."""
-    app = web.Application(
-        client_max_size=gateway.config.max_frame_bytes, middlewares=[guard.middleware()]
-    )
+    app = web.Application(client_max_size=gateway.config.max_frame_bytes)
     app[GATEWAY_KEY] = gateway
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/optimiser", optimiser_report)
-    app.router.add_post("/api/publish", api_publish)
+    app.router.add_get("/healthz", guard.guarded(healthz))
+    app.router.add_get("/readyz", guard.guarded(readyz))
+    app.router.add_get("/metrics", guard.guarded(metrics))
+    app.router.add_get("/optimiser", guard.guarded(optimiser_report))
+    app.router.add_post("/api/publish", guard.guarded(api_publish))
     return app

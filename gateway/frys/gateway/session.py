@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -95,6 +96,46 @@ def _close_reason(reason: str) -> bytes:
     return data[:120].decode("utf-8", "ignore").encode()
 
 
+class Expiries:
+    """When the sessions' tokens expire, by whole second of the event loop's clock.
+
+    One timer per second in which some token expires instead of one per session: with
+    uvloop a timer handle costs about half a kilobyte, a set entry a few dozen bytes, and
+    tokens minted together (a deploy, a reconnect wave) share their second. A session is
+    closed up to one second after its ``exp`` (plus the configured leeway).
+    """
+
+    __slots__ = ("_buckets",)
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, tuple[asyncio.TimerHandle, set[Session]]] = {}
+
+    def add(self, session: Session, delay_s: float) -> int:
+        """Expire ``session`` ``delay_s`` from now; the key to :meth:`remove` it with."""
+        loop = asyncio.get_running_loop()
+        key = math.ceil(loop.time() + delay_s)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = (loop.call_at(key, self._fire, key), set())
+        bucket[1].add(session)
+        return key
+
+    def remove(self, session: Session, key: int) -> None:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return
+        bucket[1].discard(session)
+        if not bucket[1]:
+            bucket[0].cancel()
+            del self._buckets[key]
+
+    def _fire(self, key: int) -> None:
+        bucket = self._buckets.pop(key, None)
+        if bucket is not None:
+            for session in bucket[1]:
+                session.token_expired()
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """The gateway's parts a session uses, each on its own."""
@@ -112,6 +153,7 @@ class Services:
     tensor_publishers: TensorPublishers
     connect_timeout_s: float
     on_closed: Callable[[Session], None]
+    expiries: Expiries = field(default_factory=Expiries)
 
 
 class Session:
@@ -166,7 +208,8 @@ class Session:
         self.remote_close: int | None = None
         self._close_task: asyncio.Task[Any] | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry: int | None = None
+        """This session's key in :class:`Expiries`."""
 
     # --- what other parts read -----------------------------------------------------------
     @property
@@ -188,40 +231,49 @@ class Session:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(self._svc.connect_timeout_s, self._connect_deadline)
-        metrics = self._svc.metrics
-        codec = self.writer.codec
         burst = 0
         try:
             while True:
                 msg = await self.ws.receive()
-                if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                kind = msg.type
+                if kind is WSMsgType.BINARY or kind is WSMsgType.TEXT:
                     burst += 1
                     if burst >= FRAMES_PER_TURN:
                         # Frames already buffered are taken without a pause: a client
                         # sending thousands at once lets every other session have a turn.
                         burst = 0
                         await asyncio.sleep(0)
-                    metrics.frames_in += 1
-                    metrics.bytes_in += len(msg.data)
-                    try:
-                        frame: f.Frame | DecodeError = codec.decode_client(msg.data)
-                    except DecodeError as exc:
-                        frame = exc
-                    try:
-                        await self._apply(self.core.receive(frame))
-                    except Exception:
-                        self._failed(frame)
-                elif msg.type is WSMsgType.CLOSE:
+                    await self._frame(msg.data)
+                    # An idle connection waits in receive() for hours: its last message
+                    # (a connect carries the whole token) is not kept alive meanwhile.
+                    del msg
+                elif kind is WSMsgType.CLOSE:
                     await self._closed_by_client(msg.data)
                     break
-                elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                elif kind in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     break
+                else:
+                    del msg
                 if self.core.state in (c.State.CLOSING, c.State.CLOSED):
                     break
         finally:
             if self.remote_close is None:
                 self.remote_close = self.ws.close_code
             await self._cleanup()
+
+    async def _frame(self, data: str | bytes) -> None:
+        """One text or binary message: decode it, let the core decide, carry it out."""
+        metrics = self._svc.metrics
+        metrics.frames_in += 1
+        metrics.bytes_in += len(data)
+        try:
+            frame: f.Frame | DecodeError = self.writer.codec.decode_client(data)
+        except DecodeError as exc:
+            frame = exc
+        try:
+            await self._apply(self.core.receive(frame))
+        except Exception:
+            self._failed(frame)
 
     async def _closed_by_client(self, code: object) -> None:
         """The client sent a close frame: answer it with its own code (RFC 6455 §5.5.1),
@@ -362,15 +414,16 @@ class Session:
         writer.wire = wire_class(writer.binary, self.core.codecs, writer.link.link)
 
     def _schedule_expiry(self, expires_at: float | None) -> None:
+        expiries = self._svc.expiries
         if self._expiry is not None:
-            self._expiry.cancel()
+            expiries.remove(self, self._expiry)
             self._expiry = None
         if expires_at is not None:
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, expires_at - time.time())
-            self._expiry = loop.call_later(delay, self._expired)
+            self._expiry = expiries.add(self, max(0.0, expires_at - time.time()))
 
-    def _expired(self) -> None:
+    def token_expired(self) -> None:
+        """The token's ``exp`` (and leeway) passed without a refresh."""
+        self._expiry = None
         for action in self.core.expired():
             if isinstance(action, c.Close):
                 self._close(action.code, action.reason)
@@ -610,9 +663,11 @@ class Session:
         channels = set(self.core.subs) | set(self.fanouts)
         self.core.lost()
         self.writer.close()
-        for handle in (self._deadline, self._expiry):
-            if handle is not None:
-                handle.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._expiry is not None:
+            self._svc.expiries.remove(self, self._expiry)
+            self._expiry = None
         current = asyncio.current_task()
         for task in list(self.tasks or ()):
             if task is not current and not task.done():
