@@ -245,3 +245,25 @@ async def test_resubscribe_churn_r3_delivers_every_stored_event_once_in_order(
             await session.close()
         for gw in gateways:
             await gw.stop()
+
+
+async def test_leader_bridge_reads_a_long_range_in_order(
+    gateway: RunningGateway, nats_server: NatsProcess, prefix: str
+) -> None:
+    """The bridge a replica far behind needs: past a few single gets, the leader's
+    messages come in batches, in order, and a floor that is no message of the channel
+    (a fan-out never delivered it) is refused rather than bridged around."""
+    seqs: list[int] = []
+    async with await Backend.connect(nats_server.url, prefix=prefix) as backend:
+        for n in range(40):
+            seqs.append(await backend.publish_event("lb", n))
+            await backend.publish_event("other", n)  # interleaved: sequences not contiguous
+    history = gateway.gateway.history
+    stream = Subjects(prefix).events_stream
+    subject = f"{prefix}.wf.lb.events"
+    got = await history._from_leader(stream, subject, seqs[0], seqs[-1])
+    assert got is not None
+    assert [m.seq for m in got] == seqs[1:]
+    assert [unpack_data(m.data) for m in got] == list(range(1, 40))
+    assert await history._from_leader(stream, subject, seqs[0], seqs[20] + 1) is None
+    assert await history._from_leader(stream, subject, seqs[0], seqs[3] + 1) is None

@@ -30,13 +30,16 @@ until the channel's next message; so it, too, is completed from the leader.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from frys.gateway.bus import Bus, StoredMsg
 from frys.shared.protocol import frames as f
@@ -46,8 +49,11 @@ from frys.shared.protocol.subjects import Subjects
 log = logging.getLogger("frys.gateway.broker")
 
 MAX_BRIDGE = 10_000
-"""Messages read one by one from the leader to bridge a lagging replica's answer; a
-larger hole is answered ``recovered: false`` rather than held in memory."""
+"""Messages read from the leader to bridge a lagging replica's answer; a larger hole is
+answered ``recovered: false`` rather than held in memory."""
+
+SINGLE_GETS = 8
+"""Messages read one by one from the leader before switching to a consumer."""
 
 MAX_HEADS = 10_000
 """Fan-out heads remembered (the newest starts); a head is needed only between a fan-out's
@@ -107,13 +113,17 @@ class History:
         self, stream: str, subject: str, after: int, floor: int
     ) -> list[StoredMsg] | None:
         """Messages of ``subject`` in ``(after, floor]`` read from the stream leader; None
-        when the leader lacks one of them (expired) or the hole is too large."""
+        when the leader lacks one of them (expired) or the hole is too large.
+
+        A replica is usually a message or two behind: a few single gets cover that. A
+        replica far behind (a loaded or recovering server) leaves more; those are read in
+        batches through a short-lived consumer, which the leader serves too."""
         out: list[StoredMsg] = []
         js = self._bus.js
         seq = after
-        while seq < floor:
-            if len(out) >= MAX_BRIDGE:
-                return None
+        for _ in range(SINGLE_GETS):
+            if seq >= floor:
+                return out
             try:
                 raw = await js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
             except nats.js.errors.NotFoundError:
@@ -124,7 +134,47 @@ class History:
                 return None
             out.append(StoredMsg(seq=got, data=raw.data or b"", headers=raw.headers or {}))
             seq = got
-        return out
+        if seq >= floor:
+            return out
+        rest = await self._range_from_leader(stream, subject, seq, floor)
+        return None if rest is None else out + rest
+
+    async def _range_from_leader(
+        self, stream: str, subject: str, after: int, floor: int
+    ) -> list[StoredMsg] | None:
+        """``(after, floor]`` of ``subject`` through an ephemeral consumer, in batches."""
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+            ack_policy=AckPolicy.NONE,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=30.0,
+        )
+        sub = await self._bus.js.pull_subscribe(subject, stream=stream, config=config)
+        out: list[StoredMsg] = []
+        seq = after
+        try:
+            while seq < floor:
+                if len(out) >= MAX_BRIDGE:
+                    return None
+                try:
+                    batch = await sub.fetch(256, timeout=5)
+                except nats.errors.TimeoutError:
+                    return None  # nothing more: the floor is not there
+                for msg in batch:
+                    got = int(msg.metadata.sequence.stream)
+                    if got > floor:
+                        break
+                    out.append(StoredMsg(seq=got, data=msg.data, headers=msg.headers or {}))
+                    seq = got
+                else:
+                    continue
+                break
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return out if seq == floor else None
 
     async def head(self, kind: ChannelKind, channel: Channel) -> StoredMsg | None:
         """The newest stored message of ``channel``, read from the stream leader: a new
@@ -148,11 +198,15 @@ class History:
         subject = self._subjects.channel(channel)
         got = await self._bus.stored_after(stream, subject, seq)
         reached = got[-1].seq if got else seq
-        newest = await self._bus.last_stored(stream, subject, leader=True)
-        if newest is not None and newest.seq > reached:
-            bridged = await self._from_leader(stream, subject, reached, newest.seq)
-            if bridged is not None:
-                got += bridged
+        try:
+            newest = await self._bus.last_stored(stream, subject, leader=True)
+            if newest is not None and newest.seq > reached:
+                bridged = await self._from_leader(stream, subject, reached, newest.seq)
+                if bridged is not None:
+                    got += bridged
+        except (TimeoutError, nats.errors.Error) as exc:
+            # What the replica gave goes out now; the rest with the next recovery.
+            log.debug("gap recovery of %s from the leader failed: %s", channel, exc)
         return got
 
     async def current_epoch(self, kind: ChannelKind) -> str:

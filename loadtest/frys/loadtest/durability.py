@@ -38,6 +38,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
@@ -100,6 +101,8 @@ class DurabilityConfig:
     settle_timeout_s: float = 40.0
     pad_bytes: int = 200
     """Filler in each event, so that a reader that stops reading fills its queue."""
+    logs_dir: str | None = None
+    """Where the gateways' and NATS servers' logs of a failed scenario are kept."""
 
 
 @dataclass
@@ -332,7 +335,17 @@ async def run_durability(cfg: DurabilityConfig) -> DurabilityReport:
         env["FRYS_QUEUE_BYTES"] = str(64 * 1024)
         cfg.pad_bytes = max(cfg.pad_bytes, 2000)  # a stalled reader's backlog grows fast
     async with LocalCluster(cfg.gateways, cfg.nats_nodes, prefix, env) as cluster:
-        return await _run(cfg, cluster)
+        report = await _run(cfg, cluster)
+        if not report.ok and cfg.logs_dir:
+            # The cluster's logs go with it: keep them where a failed run can be read.
+            folder = Path(cfg.logs_dir) / f"{cfg.scenario}-{prefix}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for gw in cluster.nodes:
+                (folder / f"{gw.gateway_id}.log").write_text(gw.log_text())
+            for server in cluster.nats:
+                (folder / f"{server.name}.log").write_text(server.log_text())
+            report.details["logs"] = str(folder)
+        return report
 
 
 async def _run(cfg: DurabilityConfig, cluster: LocalCluster) -> DurabilityReport:
@@ -671,6 +684,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--disrupt-at-s", type=float, default=15.0)
     parser.add_argument("--json", help="write the reports to this file")
+    parser.add_argument(
+        "--logs", default="durability-logs", help="folder for the logs of a failed scenario"
+    )
     args = parser.parse_args(argv)
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
     reports = []
@@ -687,6 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if scenario == "resubscribe-churn"
             else args.duration_s,
             disrupt_at_s=args.disrupt_at_s,
+            logs_dir=args.logs,
         )
         report = asyncio.run(run_durability(cfg))
         reports.append(report)
