@@ -386,6 +386,10 @@ class Fanout:
     def frames(self, entries: list[Entry], binary: bool) -> bytes:
         t = self.template
         if binary:
+            if len(entries) == 1:
+                # The common tick of a quiet channel: one message, no join.
+                e = entries[0]
+                return binary_frame(t.msgpack(e.packed, e.seq, e.from_, e.tc, e.enc))
             return b"".join(
                 binary_frame(t.msgpack(e.packed, e.seq, e.from_, e.tc, e.enc)) for e in entries
             )
