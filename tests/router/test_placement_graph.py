@@ -1,4 +1,4 @@
-"""The decaying interaction graph: decay by half-life, pruning, strict inputs."""
+"""The interaction graph: decay by half-life, pruning, strict inputs, rates."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from frys.router.placement import Counts, InteractionGraph, merge_counts
 
 
 def graph(half_life: float = 100.0, prune_below: float = 0.01) -> InteractionGraph:
-    return InteractionGraph(half_life, prune_below, subscription_weight=10.0)
+    return InteractionGraph(half_life, prune_below)
 
 
 def test_weights_halve_every_half_life() -> None:
@@ -20,16 +20,19 @@ def test_weights_halve_every_half_life() -> None:
     g.observe(Counts(publishes={("a", "w"): 8.0}, direct={("a", "b"): 4.0}), now=0.0)
     g.advance(100.0)
     assert g.tie("a", "w") == pytest.approx(4.0)
+    assert g.published("w") == pytest.approx(4.0)
     assert g.direct("a", "b") == pytest.approx(2.0)
     g.advance(300.0)
     assert g.tie("a", "w") == pytest.approx(1.0)
 
 
-def test_subscriptions_outweigh_messages() -> None:
+def test_subscriptions_make_members_not_message_weight() -> None:
+    """Membership is presence (who is subscribed now); message weight is messages."""
     g = graph()
     g.observe(Counts(subscriptions={("a", "w1"): 1.0}, publishes={("a", "w2"): 5.0}), 0.0)
-    assert g.tie("a", "w1") == pytest.approx(10.0)
+    assert g.tie("a", "w1") == 0.0
     assert g.tie("a", "w2") == pytest.approx(5.0)
+    assert g.presence.workflows("a") == {"w1"}
 
 
 def test_direct_messages_are_symmetric_and_self_messages_ignored() -> None:
@@ -48,6 +51,7 @@ def test_dead_ties_are_pruned_and_agents_forgotten() -> None:
     g.advance(11.0)  # below 0.5: gone
     assert g.agents() == {"b", "c"}
     assert g.ties("a") == {}
+    assert g.workflows() == set()
     g.advance(200.0)
     assert g.agents() == set()
     assert g.edge_count() == 0
@@ -71,23 +75,41 @@ def test_counts_must_be_non_negative(bad: float) -> None:
 
 def test_copy_is_independent() -> None:
     g = graph()
-    g.observe(Counts(direct={("a", "b"): 2.0}), 0.0)
+    g.observe(Counts(subscriptions={("a", "w"): 1.0}, direct={("a", "b"): 2.0}), 0.0)
     twin = g.copy()
-    twin.observe(Counts(direct={("a", "b"): 2.0}), 0.0)
+    twin.observe(Counts(subscriptions={("c", "w"): 1.0}, direct={("a", "b"): 2.0}), 0.0)
     assert g.direct("a", "b") == pytest.approx(2.0)
     assert twin.direct("a", "b") == pytest.approx(4.0)
+    assert not g.presence.is_live("c") and twin.presence.is_live("c")
 
 
 def test_merge_counts_adds_reports_of_several_gateways() -> None:
     merged = merge_counts(
         [
-            Counts(publishes={("a", "w"): 1.0}, direct={("a", "b"): 2.0}),
-            Counts(publishes={("a", "w"): 3.0}, subscriptions={("a", "w"): 1.0}),
+            Counts(publishes={("a", "w"): 1.0}, direct={("a", "b"): 2.0}, connections={"a": 1}),
+            Counts(
+                publishes={("a", "w"): 3.0},
+                subscriptions={("a", "w"): 1.0},
+                connections={"a": 1, "b": 1},
+            ),
         ]
     )
     assert merged.publishes == {("a", "w"): 4.0}
     assert merged.subscriptions == {("a", "w"): 1.0}
     assert merged.direct == {("a", "b"): 2.0}
+    assert merged.connections == {"a": 2, "b": 1}  # one per gateway session
+
+
+@pytest.mark.parametrize("every", [2.0, 5.0, 60.0])
+def test_a_steady_rate_is_read_back_at_any_reporting_rhythm(every: float) -> None:
+    """Decayed sums divided by the window give messages per second, whether gateways
+    report every 2 s or every minute, early on as well as in the long run."""
+    g = graph(half_life=600.0)
+    rate = 3.0
+    for i in range(1, 200):
+        g.observe(Counts(publishes={("a", "w"): rate * every}), i * every)
+        if i in (3, 199):
+            assert g.published("w") / g.window() == pytest.approx(rate, rel=0.05)
 
 
 @given(

@@ -1,4 +1,4 @@
-"""Bounded-load consistent hashing for units the router has not placed yet."""
+"""Consistent hashing: a stable order of gateways per key, the same from any router."""
 
 from __future__ import annotations
 
@@ -36,6 +36,18 @@ def test_place_walks_past_full_gateways_and_falls_back_to_the_least_loaded() -> 
     assert ring.place("wf:x", 1, {}, cap=10.0) == walk[0]
     full = {g: 10.0 + i for i, g in enumerate(GATEWAYS)}
     assert ring.place("wf:x", 1, full, cap=10.0) == "gw-0"
+
+
+def test_the_first_choice_depends_on_the_key_and_gateways_only() -> None:
+    """Nothing but the key and the gateway set decides: a second ring (a restarted
+    router) answers alike, and the spread over gateways is even."""
+    keys = [f"wf:w{i}" for i in range(4000)]
+    again = BoundedRing(list(GATEWAYS))
+    assert [RING.first(k) for k in keys] == [again.first(k) for k in keys]
+    counts = {g: 0 for g in GATEWAYS}
+    for k in keys:
+        counts[RING.first(k)] += 1
+    assert max(counts.values()) < 1.35 * len(keys) / len(GATEWAYS)
 
 
 def test_an_empty_ring_refuses() -> None:

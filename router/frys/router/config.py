@@ -32,6 +32,10 @@ class RouterConfig:
     k8s_selector: str = "app.kubernetes.io/component=gateway"
     half_life_s: float = 600.0
     min_dwell_s: float = 300.0
+    agent_ttl_s: float = 30.0
+    """An agent no gateway report has named for this long is gone (not a connection)."""
+    min_plan_interval_s: float = 1.0
+    """The forecast may bring the next plan forward, never closer than this."""
     # NATS credentials and TLS: the gateway's settings of the same names (frys.runtime.nats_auth)
     nats_creds_file: str = ""
     nats_nkey_seed_file: str = ""
@@ -56,9 +60,18 @@ class RouterConfig:
             problems.append(str(exc))
         if self.k8s not in ("auto", "on", "off"):
             problems.append("k8s must be auto, on or off")
-        for name in ("plan_interval_s", "gateway_ttl_s", "forget_after_s", "half_life_s"):
+        for name in (
+            "plan_interval_s",
+            "gateway_ttl_s",
+            "forget_after_s",
+            "half_life_s",
+            "agent_ttl_s",
+            "min_plan_interval_s",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
+        if self.min_dwell_s < 0:
+            problems.append("min_dwell_s must be >= 0")
         if not 0 <= self.port <= 65535:
             problems.append("port must be 0-65535")
         problems += NatsAuth.from_settings(self).problems()

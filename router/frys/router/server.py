@@ -52,6 +52,10 @@ def observe(service: RouterService, tel: Telemetry) -> None:
     )
     meter.create_observable_gauge("frys.router.busiest.ratio", [one(lambda: stats.busiest_ratio)])
     meter.create_observable_gauge("frys.router.agents", [one(lambda: stats.agents)])
+    meter.create_observable_gauge(
+        "frys.router.plan.next", [one(lambda: stats.next_plan_s)], unit="s"
+    )
+    meter.create_observable_gauge("frys.router.forecast.error", [one(lambda: stats.forecast_error)])
 
     def gateways(_: CallbackOptions) -> Iterable[Observation]:
         counts: dict[str, int] = {}

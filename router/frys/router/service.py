@@ -1,7 +1,8 @@
 """The router service: listens to gateways over NATS, runs placement, publishes the result.
 
-Every ``plan_interval_s`` it feeds the interactions gathered since the last round and the
-gateways' health to the :class:`~frys.router.placement.Placer`, writes the changed
+Every round (``plan_interval_s``, sooner when the plan's forecast asks) it feeds the
+interactions gathered since the last round (connections counted per gateway naming an
+agent) and the gateways' health to the :class:`~frys.router.placement.Placer`, writes the changed
 placements to the KV bucket the gateways watch, and sends each source gateway its
 migration orders. It holds no state another router could not rebuild from the gateways'
 next reports; the table in KV outlives it, so a dead router changes nothing.
@@ -14,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import nats
 import nats.errors
@@ -58,6 +59,10 @@ class RouterStats:
     last_plan_ms: float = 0.0
     busiest_ratio: float = 0.0
     agents: int = 0
+    next_plan_s: float = 0.0
+    """Seconds to the next plan the latest plan asked for."""
+    forecast_error: float = 0.0
+    """Weighted error of the workflow size forecasts, one plan ahead."""
     gateways: dict[str, str] = field(default_factory=dict)
 
 
@@ -66,7 +71,13 @@ class RouterService:
         self.config = config
         self.subjects = config.subjects
         self.placer = placer or Placer(
-            PlacementConfig(half_life=config.half_life_s, min_dwell=config.min_dwell_s)
+            PlacementConfig(
+                half_life=config.half_life_s,
+                min_dwell=config.min_dwell_s,
+                agent_ttl=config.agent_ttl_s,
+                plan_interval=config.plan_interval_s,
+                min_plan_interval=min(config.min_plan_interval_s, config.plan_interval_s),
+            )
         )
         self.membership = Membership(config.gateway_ttl_s, config.forget_after_s)
         self.nc = NatsClient()
@@ -74,6 +85,8 @@ class RouterService:
         self.stats = RouterStats()
         self._reports: list[Counts] = []
         self._located: dict[str, str] = {}
+        self._sessions: dict[str, frozenset[str]] = {}
+        """Agents each gateway's latest report of this round names as connected."""
         self._published: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._k8s_api = k8s_api
@@ -176,6 +189,7 @@ class RouterService:
             return
         self.stats.reports += 1
         self._reports.append(_counts(report))
+        self._sessions[report.gateway] = frozenset(report.located)
         for agent in report.located:
             self._located[agent] = report.gateway
 
@@ -184,20 +198,42 @@ class RouterService:
 
     # --- one round ----------------------------------------------------------------------
     async def _loop(self) -> None:
+        delay = self.config.plan_interval_s
         while True:
-            await asyncio.sleep(self.config.plan_interval_s)
+            await asyncio.sleep(delay)
+            plan = None
             try:
-                await self.round(time.monotonic())
+                plan = await self.round(time.monotonic())
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("placement round failed")
+            delay = self.next_delay(plan, time.monotonic())
+
+    def next_delay(self, plan: Plan | None, now: float) -> float:
+        """Seconds to the next round: when the plan asks (its forecast may want it sooner
+        than the regular interval), never sooner than ``min_plan_interval_s``."""
+        regular = self.config.plan_interval_s
+        if plan is None:
+            return regular
+        floor = min(self.config.min_plan_interval_s, regular)
+        return min(regular, max(floor, plan.next_plan_at - now))
 
     async def round(self, now: float) -> Plan | None:
-        """Observe, plan, publish. Returns the plan (``None`` without active gateways)."""
+        """Observe, plan, publish. Returns the plan (``None`` without active gateways, or
+        before the first report: a router that has heard nobody yet must not clear the
+        table it found in KV)."""
         reports, self._reports = self._reports, []
+        sessions, self._sessions = self._sessions, {}
         if reports:
-            self.placer.observe(merge_counts(reports), now)
+            merged = merge_counts(reports)
+            connections: dict[str, int] = {}
+            for agents in sessions.values():
+                for agent in agents:
+                    connections[agent] = connections.get(agent, 0) + 1
+            self.placer.observe(replace(merged, connections=connections), now)
+        elif self.placer.graph.presence.latest is None:
+            return None
         health = self.membership.health(now)
         self.stats.gateways = {g: h.value for g, h in health.items()}
         if not any(h is GatewayHealth.ACTIVE for h in health.values()):
@@ -216,6 +252,9 @@ class RouterService:
         self.stats.moves += len(plan.moves)
         self.stats.busiest_ratio = round(plan.busiest_ratio, 3)
         self.stats.agents = len(plan.table.agents())
+        self.stats.next_plan_s = round(max(0.0, plan.next_plan_at - now), 2)
+        if plan.forecast_error is not None:
+            self.stats.forecast_error = round(plan.forecast_error.size_next, 4)
         await self._publish_table(plan)
         await self._send_orders(plan, health)
         return plan

@@ -1,243 +1,227 @@
-"""Placement simulation: Frys against a load balancer and hashing, on a seeded workload.
+"""Placement simulation: Frys against a load balancer, hashing and LDG, on seeded workloads.
 
-Run ``python -m frys.loadtest.placement_sim`` for the comparison table; see
-docs/placement.md for what the columns mean.
+Run ``frys-ws loadtest placement`` (or ``python -m frys.loadtest.placement_sim``) for the
+tables; ``--scenario`` picks one. docs/placement.md shows them and says what the columns
+mean.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from frys.loadtest.placement_sim.metrics import Cost, cost, fan_out_floor, moved, share
-from frys.loadtest.placement_sim.strategies import (
-    BoundedHash,
-    Frys,
-    RandomBalancer,
-    Strategy,
-    WorkflowHash,
+from frys.loadtest.placement_sim.report import (
+    format_churn,
+    format_growth,
+    format_membership,
+    format_multi,
+    format_static,
+    format_switch,
 )
-from frys.loadtest.placement_sim.workload import Workload, WorkloadSpec, generate
-from frys.router.placement import Capacity, PlacementConfig, PlacementTable
+from frys.loadtest.placement_sim.scenarios import (
+    NAMES,
+    Dynamic,
+    Static,
+    churn_events,
+    dynamic,
+    growth_events,
+    static,
+    switch_events,
+)
+from frys.loadtest.placement_sim.workload import WorkloadSpec, generate
+from frys.router.placement import PlacementConfig
 
-JOINER = "gw-new"
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    """One gateway leaving, from the steady placement."""
-
-    gateway: str
-    share: float
-    """Share of connections the leaver held."""
-    moved: float
-    busiest: float
-    """Busiest/mean once settled."""
-    forced_extra: float = 0.0
-    """Share of connections survivors must shed at least, whatever the placement: the
-    leaver's biggest unit minus the most headroom any survivor has under the hard cap
-    (0 when it fits)."""
+SCENARIOS = ("static", "multi", "growth", "switch", "churn", "membership")
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
-    """One strategy's results."""
+class Sizes:
+    """The scale of a run; the defaults are the figures docs/placement.md quotes."""
 
-    name: str
-    cost: Cost
-    """Costs in steady state on the initial gateways."""
-    worst_busiest: float
-    """Highest busiest/mean seen in any round, joins and leaves included."""
-    join_moved: float
-    join_busiest: float
-    leaves: tuple[Leave, ...]
-    seconds: float
-    """Time to place every agent from scratch."""
+    agents: int = 10_000
+    workflows: int = 500
+    largest: int = 1_800
+    gateways: int = 8
+    seed: int = 1
+    minutes: float = 10.0
+    """Length of the switching and churn scenarios."""
+    growth_seconds: float = 300.0
+    grow_to: int = 1_500
+    grow_from: int = 10
 
-    @property
-    def leave_moved(self) -> float:
-        return sum(x.moved for x in self.leaves) / len(self.leaves)
-
-    @property
-    def leave_over_share(self) -> float:
-        """Worst leave: moved beyond the leaver's own share."""
-        return max(x.moved - x.share for x in self.leaves)
-
-    @property
-    def leave_busiest(self) -> float:
-        return max(x.busiest for x in self.leaves)
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    spec: WorkloadSpec
-    gateways: int
-    floor: float
-    """Broadcast fan-out forced by workflows bigger than a gateway's fill cap."""
-    steady_moved: float
-    """Share of connections Frys moved over the steady rounds (fresh counts, no change)."""
-    rows: tuple[Row, ...]
-
-    def row(self, name: str) -> Row:
-        return next(r for r in self.rows if r.name == name)
-
-    @property
-    def join_share(self) -> float:
-        return 1.0 / (self.gateways + 1)
-
-
-def _baseline(
-    name: str, build: Callable[[], Strategy], workload: Workload, gateways: list[str]
-) -> Row:
-    strategy = build()
-    start = time.perf_counter()
-    where = strategy.place(gateways)
-    seconds = time.perf_counter() - start
-    joined = strategy.join(JOINER)[-1]
-    leaves = []
-    for leaver in gateways:
-        other = build()
-        before = other.place(gateways)
-        left = other.leave(leaver)[-1]
-        survivors = [g for g in gateways if g != leaver]
-        leaves.append(
-            Leave(
-                leaver,
-                share(before, leaver),
-                moved(before, left),
-                cost(workload, left, survivors).busiest,
-            )
+    def spec(self, **changes: float) -> WorkloadSpec:
+        base = WorkloadSpec(
+            agents=self.agents, workflows=self.workflows, largest=self.largest, seed=self.seed
         )
-    steady = cost(workload, where, gateways)
-    join_busiest = cost(workload, joined, [*gateways, JOINER]).busiest
-    worst = max(steady.busiest, join_busiest, *(x.busiest for x in leaves))
-    return Row(name, steady, worst, moved(where, joined), join_busiest, tuple(leaves), seconds)
+        return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def _forced_extra(
-    table: PlacementTable, leaver: str, gateways: list[str], config: PlacementConfig
-) -> float:
-    survivors = [g for g in gateways if g != leaver]
-    total = table.connections()
-    hard = Capacity.for_load(total, len(survivors), config).hard
-    loads = table.loads(gateways)
-    headroom = max(hard - loads[g] for g in survivors)
-    biggest = max(
-        (u.size for uid, u in table.units.items() if table.assignment[uid] == leaver), default=0
-    )
-    return max(0.0, biggest - headroom) / total
-
-
-def _frys(
-    workload: Workload,
-    gateways: list[str],
-    seed: int,
-    config: PlacementConfig,
-    steady_rounds: int,
-    timing_repeats: int,
-) -> tuple[Row, float]:
-    frys = Frys(workload, seed, config)
-    first = frys.place(gateways)
-    settled = frys.steady(steady_rounds)
-    steady_moved = sum(moved(a, b) for a, b in zip([first, *settled], settled, strict=False))
-    where = settled[-1] if settled else first
-    seconds = frys.full_placement_seconds(gateways, timing_repeats)
-    worst = frys.busiest_seen
-    leaves = []
-    for leaver in gateways:
-        fork = frys.fork()
-        extra = _forced_extra(fork.placer.table, leaver, gateways, config)
-        left = fork.leave(leaver)[-1]
-        survivors = [g for g in gateways if g != leaver]
-        busiest = cost(workload, left, survivors).busiest
-        leaves.append(Leave(leaver, share(where, leaver), moved(where, left), busiest, extra))
-        worst = max(worst, fork.busiest_seen)
-    joined = frys.join(JOINER)[-1]
-    worst = max(worst, frys.busiest_seen)
-    join_busiest = cost(workload, joined, [*gateways, JOINER]).busiest
-    steady = cost(workload, where, gateways)
-    row = Row("frys", steady, worst, moved(where, joined), join_busiest, tuple(leaves), seconds)
-    return row, steady_moved
-
-
-def run(
-    spec: WorkloadSpec | None = None,
-    gateways: int = 8,
-    seed: int = 1,
+def run_static(
+    sizes: Sizes,
     steady_rounds: int = 3,
     timing_repeats: int = 1,
-    config: PlacementConfig | None = None,
-) -> Report:
-    """Simulate every strategy on one workload and gather the numbers of the table."""
-    spec = spec or WorkloadSpec(seed=seed)
-    config = config or PlacementConfig()
-    workload = generate(spec)
-    names = [f"gw-{i}" for i in range(gateways)]
-    rows = [
-        _baseline("random", lambda: RandomBalancer(workload, seed), workload, names),
-        _baseline("hash by workflow", lambda: WorkflowHash(workload), workload, names),
-        _baseline("bounded-load hashing", lambda: BoundedHash(workload), workload, names),
-    ]
-    frys, steady_moved = _frys(workload, names, seed, config, steady_rounds, timing_repeats)
-    rows.append(frys)
-    floor = fan_out_floor(workload, gateways, config)
-    return Report(spec, gateways, floor, steady_moved, tuple(rows))
-
-
-def format_table(report: Report) -> str:
-    """The comparison as a Markdown table with a few lines of context."""
-    spec = report.spec
-    lines = [
-        f"{spec.agents} agents in {spec.workflows} workflows (largest {spec.largest}), "
-        f"K = {report.gateways} gateways, seed {spec.seed}",
-        "",
-        "| strategy | fan-out | copies/msg | local | busiest/mean | worst busiest "
-        "| moved on join | moved on leave | leave over share (worst) | full placement |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in report.rows:
-        c = r.cost
-        lines.append(
-            f"| {r.name} | {c.fan_out:.2f} | {c.copies:.2f} | {c.local:.1%} | {c.busiest:.2f} "
-            f"| {r.worst_busiest:.2f} | {r.join_moved:.3f} | {r.leave_moved:.3f} "
-            f"| {r.leave_over_share:+.3f} | {r.seconds * 1000:.0f} ms |"
-        )
-    frys = report.rows[-1]
-    per_leaver = ", ".join(
-        f"{x.gateway} {x.moved:.3f}/{x.share:.3f}"
-        + (f" (≥{x.forced_extra:.3f} forced)" if x.forced_extra > 0 else "")
-        for x in frys.leaves
+    names: Sequence[str] = NAMES,
+) -> Static:
+    return static(
+        sizes.spec(),
+        sizes.gateways,
+        sizes.seed,
+        names=names,
+        steady_rounds=steady_rounds,
+        timing_repeats=timing_repeats,
     )
-    lines += [
-        "",
-        f"fan-out floor (workflows over the fill cap): {report.floor:.3f}; "
-        f"fair share of a joining gateway 1/(K+1) = {report.join_share:.3f}",
-        f"frys per leaver, moved/share: {per_leaver}",
-        f"frys moved {report.steady_moved:.4f} of connections over the steady rounds",
+
+
+def run_multi(
+    sizes: Sizes,
+    shares: Sequence[float] = (0.1, 0.3),
+    timing_repeats: int = 1,
+    names: Sequence[str] = NAMES,
+) -> list[Static]:
+    return [
+        static(
+            sizes.spec(multi_share=share),
+            sizes.gateways,
+            sizes.seed,
+            names=names,
+            steady_rounds=1,
+            timing_repeats=timing_repeats,
+            leavers=(),
+            join=False,
+        )
+        for share in shares
     ]
-    return "\n".join(lines)
+
+
+def run_growth(
+    sizes: Sizes, config: PlacementConfig | None = None, names: Sequence[str] = NAMES
+) -> Dynamic:
+    """One workflow grows from ``grow_from`` to ``grow_to`` while the rest stays put."""
+    base = sizes.agents - sizes.grow_to
+    spec = sizes.spec(
+        agents=base,
+        workflows=max(2, round(sizes.workflows * 0.84)),
+        largest=max(2, round(sizes.largest * 780 / 1800)),
+    )
+    workload, events = growth_events(
+        generate(spec), sizes.grow_to, sizes.growth_seconds, sizes.grow_from, sizes.seed
+    )
+    return dynamic(
+        "growth",
+        workload,
+        events,
+        spec,
+        sizes.gateways,
+        sizes.growth_seconds + 60.0,
+        sizes.seed,
+        config or PlacementConfig(),
+        names,
+    )
+
+
+def run_switch(
+    sizes: Sizes,
+    per_minute: float = 0.01,
+    config: PlacementConfig | None = None,
+    names: Sequence[str] = NAMES,
+) -> Dynamic:
+    spec = sizes.spec()
+    workload = generate(spec)
+    seconds = sizes.minutes * 60.0
+    events = switch_events(workload, per_minute, seconds - 60.0, sizes.seed)
+    return dynamic(
+        f"{per_minute:.0%} of agents switching workflow per minute",
+        workload,
+        events,
+        spec,
+        sizes.gateways,
+        seconds,
+        sizes.seed,
+        config or PlacementConfig(),
+        names,
+    )
+
+
+def run_churn(
+    sizes: Sizes,
+    per_round: float = 0.005,
+    config: PlacementConfig | None = None,
+    names: Sequence[str] = NAMES,
+) -> Dynamic:
+    spec = sizes.spec()
+    workload = generate(spec)
+    seconds = sizes.minutes * 60.0
+    events = churn_events(workload, per_round, seconds - 30.0, sizes.seed)
+    return dynamic(
+        f"{per_round:.1%} of agents replaced every 5 s round",
+        workload,
+        events,
+        spec,
+        sizes.gateways,
+        seconds,
+        sizes.seed,
+        config or PlacementConfig(),
+        names,
+    )
+
+
+def run_membership(
+    sizes: Sizes, ks: Sequence[int] = (4, 8, 16), names: Sequence[str] = NAMES
+) -> list[Static]:
+    return [static(sizes.spec(), k, sizes.seed, names=names, steady_rounds=3) for k in ks]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m frys.loadtest.placement_sim", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog="frys-ws loadtest placement", description=__doc__)
+    parser.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--workflows", type=int, default=500)
     parser.add_argument("--largest", type=int, default=1_800)
     parser.add_argument("--gateways", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--steady-rounds", type=int, default=3)
     parser.add_argument("--timing-repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    spec = WorkloadSpec(
-        agents=args.agents, workflows=args.workflows, largest=args.largest, seed=args.seed
+    scale = args.agents / 10_000
+    sizes = Sizes(
+        agents=args.agents,
+        workflows=args.workflows,
+        largest=args.largest,
+        gateways=args.gateways,
+        seed=args.seed,
+        minutes=args.minutes,
+        grow_to=max(20, round(1_500 * scale)),
     )
-    report = run(spec, args.gateways, args.seed, args.steady_rounds, args.timing_repeats)
-    print(format_table(report))
+    chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    for name in chosen:
+        started = time.perf_counter()
+        if name == "static":
+            text = format_static(run_static(sizes, args.steady_rounds, args.timing_repeats))
+        elif name == "multi":
+            text = format_multi(run_multi(sizes, timing_repeats=args.timing_repeats))
+        elif name == "growth":
+            text = format_growth(run_growth(sizes), sizes.grow_from, sizes.grow_to)
+        elif name == "switch":
+            text = format_switch(run_switch(sizes))
+        elif name == "churn":
+            text = format_churn(run_churn(sizes))
+        else:
+            text = format_membership(run_membership(sizes))
+        print(f"## {name} ({time.perf_counter() - started:.0f} s)\n\n{text}\n", flush=True)
     return 0
 
 
-__all__ = ["Leave", "Report", "Row", "format_table", "main", "run"]
+__all__ = [
+    "SCENARIOS",
+    "Sizes",
+    "main",
+    "run_churn",
+    "run_growth",
+    "run_membership",
+    "run_multi",
+    "run_static",
+    "run_switch",
+]

@@ -26,35 +26,46 @@ class Cost:
     """Share of messages whose recipients all sit on the sender's gateway."""
 
 
+def spread(workload: Workload, where: Mapping[str, str]) -> dict[str, int]:
+    """Gateways each workflow's members are on."""
+    return {w: len({where[a] for a in ms}) for w, ms in workload.members.items() if ms}
+
+
 def cost(workload: Workload, where: Mapping[str, str], gateways: Sequence[str]) -> Cost:
     """Costs of placing every agent of ``workload`` as ``where`` says."""
-    spread = {w: len({where[a] for a in ms}) for w, ms in workload.members.items()}
-    broadcasts = sum(workload.broadcast_rate.values())
-    reach = sum(r * spread[workload.workflow_of[a]] for a, r in workload.broadcast_rate.items())
-    local_b = sum(
-        r for a, r in workload.broadcast_rate.items() if spread[workload.workflow_of[a]] == 1
-    )
+    reach_of = spread(workload, where)
+    broadcasts = sum(workload.publish_rate.values())
+    reach = sum(r * reach_of[w] for (_, w), r in workload.publish_rate.items())
+    local_b = sum(r for (_, w), r in workload.publish_rate.items() if reach_of[w] == 1)
     direct = sum(workload.direct_rate.values())
     local_d = sum(r for (a, b), r in workload.direct_rate.items() if where[a] == where[b])
-    loads = dict.fromkeys(gateways, 0)
-    for a in workload.agents:
-        loads[where[a]] += 1
-    mean = len(workload.agents) / len(gateways)
+    loads = busiest_ratio(where, gateways)
+    total = broadcasts + direct
     return Cost(
-        fan_out=reach / broadcasts,
-        copies=(reach + direct) / (broadcasts + direct),
-        busiest=max(loads.values()) / mean,
-        local=(local_b + local_d) / (broadcasts + direct),
+        fan_out=reach / broadcasts if broadcasts else 0.0,
+        copies=(reach + direct) / total if total else 0.0,
+        busiest=loads,
+        local=(local_b + local_d) / total if total else 0.0,
     )
+
+
+def busiest_ratio(where: Mapping[str, str], gateways: Sequence[str]) -> float:
+    """Busiest gateway's connections over the mean (one connection per agent)."""
+    loads = dict.fromkeys(gateways, 0)
+    for g in where.values():
+        loads[g] = loads.get(g, 0) + 1
+    if not where:
+        return 0.0
+    return max(loads.values()) * len(gateways) / len(where)
 
 
 def fan_out_floor(workload: Workload, gateways: int, config: PlacementConfig) -> float:
     """Fan-out no placement can beat: a workflow over the fill cap needs several gateways."""
-    capacity = Capacity.for_load(len(workload.agents), gateways, config)
-    broadcasts = sum(workload.broadcast_rate.values())
+    capacity = Capacity.for_load(len(workload.workflows_of), gateways, config)
+    broadcasts = sum(workload.publish_rate.values())
     reach = sum(
-        r * capacity.parts_needed(len(workload.members[workload.workflow_of[a]]))
-        for a, r in workload.broadcast_rate.items()
+        r * capacity.parts_needed(len(workload.members[w]))
+        for (_, w), r in workload.publish_rate.items()
     )
     return reach / broadcasts
 

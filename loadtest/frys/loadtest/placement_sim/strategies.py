@@ -1,13 +1,29 @@
-"""The placements compared: a plain load balancer, two hashing schemes, and Frys.
+"""The placements compared: a plain load balancer, hashing, streaming partitioning, Frys.
 
-Each strategy places every agent on a gateway, then is told a gateway joined or left and
-answers with its new placement; the harness measures the difference.
+Every strategy keeps ``where`` (agent → gateway of its connection) and counts the
+connections it moves (``migrations``). It is told when an agent arrives, leaves or
+switches workflow, when gateways join or leave, and gets a ``tick`` every second; the
+scenarios measure the rest.
+
+- **random**: a load balancer; each connection lands on a random gateway. A joiner gets
+  a random fair share of connections; a leaver's clients reconnect at random.
+- **ring**: consistent hashing of each agent's first workflow (a ketama ring): a
+  workflow always lands whole on one gateway, whatever its size.
+- **bounded**: consistent hashing with bounded load: a workflow goes to the first
+  gateway of its ring order under 1.25 × the mean, computed for all workflows at once
+  (on a join or leave everything is recomputed); a connecting client follows that rule.
+- **ldg**: linear deterministic greedy streaming partitioning over workflow groups:
+  workflows streamed largest first, each group of its not yet placed members going to
+  the gateway maximising (members of its workflows there) × (1 − load / capacity), with a
+  1.10 × mean capacity; a connecting or switching client is streamed alone. Recomputed on
+  a join or leave.
+- **frys**: the router's placement, fed the workload's counts every plan and carrying out
+  its migrations; connecting clients follow :meth:`Placer.route`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import random
 import time
 from collections.abc import Sequence
@@ -16,129 +32,277 @@ from typing import Protocol
 import numpy as np
 
 from frys.loadtest.placement_sim.workload import Workload
-from frys.router.placement import (
-    BoundedRing,
-    GatewayHealth,
-    PlacementConfig,
-    Placer,
-)
+from frys.router.placement import BoundedRing, GatewayHealth, PlacementConfig, Placer, Plan
 
 Where = dict[str, str]
 
 
 class Strategy(Protocol):
     name: str
+    workload: Workload
+    where: Where
+    loads: dict[str, int]
+    """Connections per gateway."""
+    migrations: int
 
-    def place(self, gateways: Sequence[str]) -> Where:
-        """Place every agent from scratch on ``gateways``."""
+    def start(self, gateways: Sequence[str], now: float) -> None:
+        """Place every agent of the workload from scratch."""
         ...
 
-    def join(self, gateway: str) -> list[Where]:
-        """Placements after ``gateway`` joins, one per round until it settles."""
+    def arrive(self, agent: str, now: float) -> None: ...
+
+    def depart(self, agent: str, now: float) -> None: ...
+
+    def switched(self, agent: str, now: float) -> None:
+        """The agent's workflows changed (the workload already says how)."""
         ...
 
-    def leave(self, gateway: str) -> list[Where]:
-        """Placements after ``gateway`` leaves, one per round until it settles."""
+    def set_gateways(self, gateways: Sequence[str], now: float) -> None:
+        """Gateways joined or left."""
+        ...
+
+    def tick(self, now: float) -> None:
+        """Called every second."""
+        ...
+
+    def fork(self, workload: Workload) -> Strategy:
+        """An independent copy driving ``workload`` (a copy of its own)."""
         ...
 
 
-class RandomBalancer:
-    """A plain load balancer: each connection lands on a random gateway.
+class _Base:
+    name = "base"
 
-    On a join it hands the newcomer a random fair share of connections; on a leave the
-    leaver's clients reconnect at random.
-    """
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.gateways: list[str] = []
+        self.where: Where = {}
+        self.loads: dict[str, int] = {}
+        self.migrations = 0
 
+    def _reset(self, where: Where) -> None:
+        self.where = where
+        self.loads = dict.fromkeys(self.gateways, 0)
+        for g in where.values():
+            self.loads[g] = self.loads.get(g, 0) + 1
+
+    def _put(self, agent: str, gateway: str) -> None:
+        """A connecting client lands on ``gateway``."""
+        self.where[agent] = gateway
+        self.loads[gateway] = self.loads.get(gateway, 0) + 1
+
+    def _move(self, agent: str, gateway: str) -> None:
+        """A connected client moves (counted) to ``gateway``."""
+        old = self.where.get(agent)
+        if old == gateway or old is None:
+            return
+        self.migrations += 1
+        self.loads[old] -= 1
+        self._put(agent, gateway)
+
+    def depart(self, agent: str, now: float) -> None:
+        old = self.where.pop(agent, None)
+        if old is not None:
+            self.loads[old] -= 1
+
+    def tick(self, now: float) -> None:
+        return None
+
+    def fork(self, workload: Workload) -> Strategy:
+        twin = copy.copy(self)
+        twin.workload = workload
+        twin.where = dict(self.where)
+        twin.loads = dict(self.loads)
+        twin.gateways = list(self.gateways)
+        return twin  # type: ignore[return-value]
+
+
+class RandomBalancer(_Base):
     name = "random"
 
     def __init__(self, workload: Workload, seed: int) -> None:
-        self._workload = workload
+        super().__init__(workload)
         self._rng = random.Random(seed)
-        self._gateways: list[str] = []
-        self._where: Where = {}
 
-    def place(self, gateways: Sequence[str]) -> Where:
-        self._gateways = list(gateways)
-        self._where = {a: self._rng.choice(self._gateways) for a in self._workload.agents}
-        return dict(self._where)
+    def start(self, gateways: Sequence[str], now: float) -> None:
+        self.gateways = list(gateways)
+        self._reset({a: self._rng.choice(self.gateways) for a in self.workload.agents})
 
-    def join(self, gateway: str) -> list[Where]:
-        self._gateways.append(gateway)
-        odds = 1.0 / len(self._gateways)
-        for a in self._workload.agents:
-            if self._rng.random() < odds:
-                self._where[a] = gateway
-        return [dict(self._where)]
+    def arrive(self, agent: str, now: float) -> None:
+        self._put(agent, self._rng.choice(self.gateways))
 
-    def leave(self, gateway: str) -> list[Where]:
-        self._gateways.remove(gateway)
-        for a, g in self._where.items():
-            if g == gateway:
-                self._where[a] = self._rng.choice(self._gateways)
-        return [dict(self._where)]
+    def switched(self, agent: str, now: float) -> None:
+        return None
+
+    def set_gateways(self, gateways: Sequence[str], now: float) -> None:
+        joined = [g for g in gateways if g not in self.gateways]
+        self.gateways = list(gateways)
+        for g in joined:
+            self.loads.setdefault(g, 0)
+        odds = len(joined) / len(self.gateways)
+        for agent in sorted(self.where):
+            if self.where[agent] not in self.gateways:
+                self._move(agent, self._rng.choice(self.gateways))
+            elif joined and self._rng.random() < odds:
+                self._move(agent, self._rng.choice(joined))
+
+    def fork(self, workload: Workload) -> Strategy:
+        twin = super().fork(workload)
+        assert isinstance(twin, RandomBalancer)
+        twin._rng = random.Random(self._rng.random())
+        return twin
 
 
-class _Stateless:
-    """A strategy that recomputes everything from the gateway list."""
+class WorkflowRing(_Base):
+    name = "ring"
 
     def __init__(self, workload: Workload) -> None:
-        self._workload = workload
-        self._gateways: list[str] = []
+        super().__init__(workload)
+        self._ring = BoundedRing(())
 
-    def place(self, gateways: Sequence[str]) -> Where:
-        self._gateways = list(gateways)
-        return self._compute()
+    def start(self, gateways: Sequence[str], now: float) -> None:
+        self.gateways = list(gateways)
+        self._ring = BoundedRing(gateways)
+        self._reset({a: self._home(a) for a in self.workload.agents})
 
-    def join(self, gateway: str) -> list[Where]:
-        self._gateways.append(gateway)
-        return [self._compute()]
+    def _home(self, agent: str) -> str:
+        return self._ring.first(f"wf:{self.workload.workflow_of(agent)}")
 
-    def leave(self, gateway: str) -> list[Where]:
-        self._gateways.remove(gateway)
-        return [self._compute()]
+    def arrive(self, agent: str, now: float) -> None:
+        self._put(agent, self._home(agent))
 
-    def _compute(self) -> Where:
-        raise NotImplementedError
+    def switched(self, agent: str, now: float) -> None:
+        self._move(agent, self._home(agent))
 
-
-class WorkflowHash(_Stateless):
-    """Every workflow on gateway ``hash(workflow) mod K``."""
-
-    name = "hash by workflow"
-
-    def _compute(self) -> Where:
-        k = len(self._gateways)
-        gateway_of = {
-            w: self._gateways[int.from_bytes(hashlib.blake2b(w.encode()).digest()) % k]
-            for w in self._workload.members
-        }
-        return {a: gateway_of[self._workload.workflow_of[a]] for a in self._workload.agents}
+    def set_gateways(self, gateways: Sequence[str], now: float) -> None:
+        self.gateways = list(gateways)
+        self._ring = BoundedRing(gateways)
+        for g in gateways:
+            self.loads.setdefault(g, 0)
+        for agent in sorted(self.where):
+            self._move(agent, self._home(agent))
 
 
-class BoundedHash(_Stateless):
-    """Consistent hashing of workflows, walking on past gateways at 1.25 × the mean."""
-
-    name = "bounded-load hashing"
+class BoundedHash(_Base):
+    name = "bounded"
 
     def __init__(self, workload: Workload, cap: float = 1.25) -> None:
         super().__init__(workload)
         self._cap = cap
+        self._ring = BoundedRing(())
+
+    def start(self, gateways: Sequence[str], now: float) -> None:
+        self.gateways = list(gateways)
+        self._reset(self._compute())
 
     def _compute(self) -> Where:
-        ring = BoundedRing(self._gateways)
-        cap = self._cap * len(self._workload.agents) / len(self._gateways)
-        loads: dict[str, float] = dict.fromkeys(self._gateways, 0.0)
+        self._ring = BoundedRing(self.gateways)
+        cap = self._cap * len(self.workload.workflows_of) / len(self.gateways)
+        loads = dict.fromkeys(self.gateways, 0.0)
         where: Where = {}
-        for w in sorted(self._workload.members):
-            members = self._workload.members[w]
-            gateway = ring.place(w, len(members), loads, cap)
+        for w in sorted(self.workload.members):
+            members = sorted(self.workload.members[w] - where.keys())
+            if not members:
+                continue
+            gateway = self._ring.place(f"wf:{w}", len(members), loads, cap)
             loads[gateway] += len(members)
             where.update(dict.fromkeys(members, gateway))
         return where
 
+    def _route(self, agent: str) -> str:
+        cap = self._cap * max(1, len(self.where)) / len(self.gateways)
+        loads = {g: float(n) for g, n in self.loads.items()}
+        return self._ring.place(f"wf:{self.workload.workflow_of(agent)}", 1, loads, cap)
 
-class Frys:
-    """The Frys placement, fed the workload's counts one reporting interval at a time."""
+    def arrive(self, agent: str, now: float) -> None:
+        self._put(agent, self._route(agent))
+
+    def switched(self, agent: str, now: float) -> None:
+        self._move(agent, self._route(agent))
+
+    def set_gateways(self, gateways: Sequence[str], now: float) -> None:
+        self.gateways = list(gateways)
+        for g in gateways:
+            self.loads.setdefault(g, 0)
+        target = self._compute()
+        for agent in sorted(self.where):
+            self._move(agent, target[agent])
+
+
+class Ldg(_Base):
+    name = "ldg"
+
+    def __init__(self, workload: Workload, cap: float = 1.10) -> None:
+        super().__init__(workload)
+        self._cap = cap
+
+    def start(self, gateways: Sequence[str], now: float) -> None:
+        self.gateways = list(gateways)
+        self._reset(self._compute())
+
+    def _capacity(self, total: int) -> float:
+        return self._cap * total / len(self.gateways)
+
+    def _compute(self) -> Where:
+        wl = self.workload
+        capacity = self._capacity(len(wl.workflows_of))
+        loads = dict.fromkeys(self.gateways, 0)
+        phi: dict[str, dict[str, int]] = {w: {} for w in wl.members}
+        where: Where = {}
+        for w in sorted(wl.members, key=lambda x: (-len(wl.members[x]), x)):
+            group = sorted(a for a in wl.members[w] if a not in where)
+            while group:
+                touched: dict[str, int] = {}
+                for a in group:
+                    for x in wl.workflows_of[a]:
+                        touched[x] = touched.get(x, 0) + 1
+                room = [g for g in self.gateways if loads[g] < capacity]
+                pool = room or self.gateways
+
+                def score(g: str, touched: dict[str, int] = touched) -> tuple[float, int]:
+                    near = sum(k * phi[x].get(g, 0) for x, k in touched.items())
+                    return (near * (1 - loads[g] / capacity), -loads[g])
+
+                best = max(pool, key=score)
+                take = group if not room else group[: max(1, int(capacity - loads[best]))]
+                for a in take:
+                    where[a] = best
+                    loads[best] += 1
+                    for x in wl.workflows_of[a]:
+                        phi[x][best] = phi[x].get(best, 0) + 1
+                group = group[len(take) :]
+        return where
+
+    def _stream(self, agent: str) -> str:
+        wl = self.workload
+        capacity = self._capacity(max(1, len(self.where)))
+        loads = self.loads
+        near = dict.fromkeys(self.gateways, 0)
+        for w in wl.workflows_of[agent]:
+            for other in wl.members[w]:
+                g = self.where.get(other)
+                if g is not None and other != agent:
+                    near[g] += 1
+        room = [g for g in self.gateways if loads[g] < capacity] or self.gateways
+        return max(room, key=lambda g: (near[g] * (1 - loads[g] / capacity), -loads[g]))
+
+    def arrive(self, agent: str, now: float) -> None:
+        self._put(agent, self._stream(agent))
+
+    def switched(self, agent: str, now: float) -> None:
+        self._move(agent, self._stream(agent))
+
+    def set_gateways(self, gateways: Sequence[str], now: float) -> None:
+        self.gateways = list(gateways)
+        for g in gateways:
+            self.loads.setdefault(g, 0)
+        target = self._compute()
+        for agent in sorted(self.where):
+            self._move(agent, target[agent])
+
+
+class Frys(_Base):
+    """The Frys placement, driven like the router service drives it."""
 
     name = "frys"
 
@@ -147,84 +311,85 @@ class Frys:
         workload: Workload,
         seed: int,
         config: PlacementConfig | None = None,
-        interval: float = 60.0,
-        warmup: int = 3,
-        max_rounds: int = 6,
+        warmup: int = 6,
     ) -> None:
-        self._workload = workload
+        super().__init__(workload)
+        self.config = config or PlacementConfig()
+        self.placer = Placer(self.config)
         self._rng = np.random.default_rng(seed)
-        self._config = config or PlacementConfig()
-        self._interval = interval
         self._warmup = warmup
-        self._max_rounds = max_rounds
-        self._placer = Placer(self._config)
-        self._now = 0.0
-        self._health: dict[str, GatewayHealth] = {}
+        self._observed = 0.0
+        self._next = 0.0
+        self.plans: list[Plan] = []
         self.busiest_seen = 0.0
 
-    @property
-    def placer(self) -> Placer:
-        return self._placer
+    def start(self, gateways: Sequence[str], now: float) -> None:
+        """Gateways report for a while (the clients stay where they are not yet known,
+        so the first plan places everyone), then the first plan runs at ``now``."""
+        self.gateways = list(gateways)
+        self.placer.set_gateways(dict.fromkeys(gateways, GatewayHealth.ACTIVE))
+        step = self.config.plan_interval
+        agents = self.workload.agents
+        for i in range(self._warmup):
+            at = now - (self._warmup - i) * step
+            self.placer.observe(self.workload.counts(self._rng, step, agents), at)
+        self._observed = now - step
+        plan = self.plan(now)
+        self._reset({a: g for a in agents if (g := plan.table.gateway_of_agent(a)) is not None})
 
-    def place(self, gateways: Sequence[str]) -> Where:
-        self._health = dict.fromkeys(gateways, GatewayHealth.ACTIVE)
-        self._placer.set_gateways(self._health)
-        for _ in range(self._warmup):
-            self._placer.observe(self._workload.counts(self._rng), self._now)
-            self._now += self._interval
-        return self._round(observe=False)
+    def arrive(self, agent: str, now: float) -> None:
+        self._put(agent, self.placer.route(agent, self.workload.workflow_of(agent)))
 
-    def steady(self, rounds: int) -> list[Where]:
-        """Rounds with fresh counts and nothing else changing."""
-        return [self._round() for _ in range(rounds)]
+    def switched(self, agent: str, now: float) -> None:
+        return None  # the next reports say so
 
-    def join(self, gateway: str) -> list[Where]:
-        self._health[gateway] = GatewayHealth.ACTIVE
-        return self._settle()
+    def set_gateways(self, gateways: Sequence[str], now: float) -> None:
+        self.gateways = list(gateways)
+        for g in gateways:
+            self.loads.setdefault(g, 0)
+        self.placer.set_gateways(dict.fromkeys(gateways, GatewayHealth.ACTIVE))
+        self._next = now  # the service plans as soon as membership changes
 
-    def leave(self, gateway: str, health: GatewayHealth = GatewayHealth.DOWN) -> list[Where]:
-        self._health[gateway] = health
-        return self._settle()
+    def tick(self, now: float) -> None:
+        if now + 1e-9 >= self._next:
+            self.plan(now)
 
-    def fork(self) -> Frys:
-        """An independent copy, to try a join and a leave from the same state."""
-        twin = copy.copy(self)
-        twin._placer = self._placer.copy()
-        twin._health = dict(self._health)
-        twin._rng = np.random.default_rng(self._rng.integers(1 << 62))
-        return twin
+    def plan(self, now: float) -> Plan:
+        """One service round: reports since the last one, locations, plan, migrations."""
+        live = sorted(self.where) if self.where else self.workload.agents
+        if now > self._observed:
+            counts = self.workload.counts(self._rng, now - self._observed, live)
+            self.placer.observe(counts, now)
+            self._observed = now
+        if self.where:
+            self.placer.report_locations(self.where)
+        plan = self.placer.plan(now)
+        for m in plan.migrations:
+            if m.agent in self.where:
+                self._move(m.agent, m.target)
+        self._next = plan.next_plan_at
+        self.plans.append(plan)
+        self.busiest_seen = max(self.busiest_seen, plan.busiest_ratio)
+        return plan
 
-    def full_placement_seconds(self, gateways: Sequence[str], repeats: int = 1) -> float:
-        """Best time to place everything from scratch, the graph already known."""
+    def full_placement_seconds(self, now: float, repeats: int = 1) -> float:
+        """Best time to place every live agent from scratch, the graph already known."""
         best = float("inf")
         for _ in range(repeats):
-            fresh = Placer(self._config, self._placer.graph.copy())
-            fresh.set_gateways(dict.fromkeys(gateways, GatewayHealth.ACTIVE))
+            fresh = Placer(self.config, self.placer.graph.copy())
+            fresh.set_gateways(dict.fromkeys(self.gateways, GatewayHealth.ACTIVE))
             start = time.perf_counter()
-            fresh.plan(self._placer.graph.now or 0.0)
+            fresh.plan(now)
             best = min(best, time.perf_counter() - start)
         return best
 
-    def _settle(self) -> list[Where]:
-        self._placer.set_gateways(self._health)
-        rounds = []
-        for _ in range(self._max_rounds):
-            rounds.append(self._round())
-            if len(rounds) > 1 and rounds[-1] == rounds[-2]:
-                break
-        return rounds
-
-    def _round(self, observe: bool = True) -> Where:
-        # rounds are a dwell time apart, so every unit may move if it wants to
-        self._now += max(self._interval, self._config.min_dwell)
-        if observe:
-            self._placer.observe(self._workload.counts(self._rng), self._now)
-        plan = self._placer.plan(self._now)
-        self.busiest_seen = max(self.busiest_seen, plan.busiest_ratio)
-        table = plan.table
-        where: Where = {}
-        for a in self._workload.agents:
-            gateway = table.gateway_of_agent(a)
-            if gateway is not None:
-                where[a] = gateway
-        return where
+    def fork(self, workload: Workload) -> Strategy:
+        twin = copy.copy(self)
+        twin.workload = workload
+        twin.where = dict(self.where)
+        twin.loads = dict(self.loads)
+        twin.gateways = list(self.gateways)
+        twin.placer = self.placer.copy()
+        twin._rng = np.random.default_rng(self._rng.integers(1 << 62))
+        twin.plans = []
+        return twin

@@ -3,12 +3,21 @@
 Agents belong to workflows whose sizes follow a power law (a few huge ones, many tiny),
 big workflows have sub-teams that message among themselves, workflows belong to
 projects, and a small share of direct messages crosses to another workflow, mostly
-within the project. Everything derives from the seed.
+within the project. A share of agents may also belong to one or two more workflows
+(mostly of their project): they split their broadcasts between their workflows and
+message a couple of members of each. Everything derives from the seed; the
+multi-membership draws come from their own stream, so the single-membership workload
+is the same with or without them.
+
+The workload is mutable, for the dynamic scenarios: agents arrive, leave, and switch
+workflow (:meth:`Workload.add`, :meth:`Workload.remove`, :meth:`Workload.switch`).
+Rates are per second.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,36 +42,103 @@ class WorkloadSpec:
     """Workflows with at least this many members have sub-teams."""
     team_partners: int = 4
     mean_rate: float = 10.0
-    """Mean messages an agent sends per reporting interval."""
+    """Mean messages an agent sends per minute."""
+    multi_share: float = 0.0
+    """Share of agents that belong to two or three workflows."""
+    multi_local: float = 0.6
+    """Share of those extra memberships taken in the agent's own project."""
     seed: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Workload:
-    """Who is where and who sends how much to whom, per reporting interval."""
+    """Who belongs where and who sends how much to whom, per second."""
 
     spec: WorkloadSpec
-    agents: tuple[str, ...]
-    workflow_of: dict[str, str]
-    members: dict[str, tuple[str, ...]]
-    team_of: dict[str, int]
-    broadcast_rate: dict[str, float]
+    workflows_of: dict[str, tuple[str, ...]]
+    """Each agent's workflows, its first (primary) one first."""
+    members: dict[str, set[str]]
+    project_of: dict[str, int]
+    publish_rate: dict[tuple[str, str], float]
+    """Broadcasts per second of (agent, workflow)."""
     direct_rate: dict[tuple[str, str], float]
+    """Direct messages per second of (sender, recipient)."""
+    team_of: dict[str, int] = field(default_factory=dict)
+    _pairs_of: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
 
-    def counts(self, rng: np.random.Generator) -> Counts:
-        """One interval of reports: every subscription, Poisson-sampled messages."""
-        subs = {(a, self.workflow_of[a]): 1.0 for a in self.agents}
-        b_rates = np.array([self.broadcast_rate[a] for a in self.agents])
-        b_counts = rng.poisson(b_rates)
-        pubs = {
-            (a, self.workflow_of[a]): float(n)
-            for a, n in zip(self.agents, b_counts, strict=True)
-            if n > 0
-        }
+    def __post_init__(self) -> None:
+        for pair in self.direct_rate:
+            for agent in pair:
+                self._pairs_of.setdefault(agent, set()).add(pair)
+
+    @property
+    def agents(self) -> list[str]:
+        return sorted(self.workflows_of)
+
+    def workflow_of(self, agent: str) -> str:
+        return self.workflows_of[agent][0]
+
+    def counts(
+        self, rng: np.random.Generator, seconds: float, agents: list[str] | None = None
+    ) -> Counts:
+        """One reporting interval of ``seconds``: every live subscription and connection,
+        Poisson-sampled messages."""
+        live = self.agents if agents is None else agents
+        subs = {(a, w): 1.0 for a in live for w in self.workflows_of[a]}
+        keys = list(self.publish_rate)
+        sent = rng.poisson(np.array([self.publish_rate[k] for k in keys]) * seconds)
+        pubs = {k: float(n) for k, n in zip(keys, sent, strict=True) if n > 0}
         pairs = list(self.direct_rate)
-        d_counts = rng.poisson(np.array([self.direct_rate[p] for p in pairs]))
-        direct = {p: float(n) for p, n in zip(pairs, d_counts, strict=True) if n > 0}
-        return Counts(subs, pubs, direct)
+        got = rng.poisson(np.array([self.direct_rate[p] for p in pairs]) * seconds)
+        direct = {p: float(n) for p, n in zip(pairs, got, strict=True) if n > 0}
+        return Counts(subs, pubs, direct, dict.fromkeys(live, 1))
+
+    # --- changes (dynamic scenarios) --------------------------------------------------------
+    def add(self, agent: str, workflow: str, rng: np.random.Generator) -> None:
+        """A new agent joins ``workflow``: it broadcasts, messages a few members and one
+        agent of another workflow of its project, and a few members message it."""
+        spec = self.spec
+        rate = float(rng.gamma(2.0, spec.mean_rate / 2.0)) / 60.0
+        mates = sorted(self.members.get(workflow, ()))
+        self.workflows_of[agent] = (workflow,)
+        self.members.setdefault(workflow, set()).add(agent)
+        self.publish_rate[(agent, workflow)] = rate * spec.broadcast_share
+        in_wf = rate * (1.0 - spec.broadcast_share - spec.cross_share)
+        if mates:
+            picks = rng.choice(len(mates), size=min(spec.team_partners, len(mates)), replace=False)
+            for p in picks:
+                mate = mates[int(p)]
+                self._add_pair(agent, mate, in_wf / len(picks))
+                self._add_pair(mate, agent, in_wf / len(picks) / 2)
+        else:
+            self.publish_rate[(agent, workflow)] += in_wf
+        nearby = [w for w, p in self.project_of.items() if p == self.project_of.get(workflow)]
+        others = [w for w in nearby if w != workflow and self.members.get(w)]
+        if others:
+            target = sorted(self.members[others[int(rng.integers(len(others)))]])
+            self._add_pair(agent, target[int(rng.integers(len(target)))], rate * spec.cross_share)
+
+    def remove(self, agent: str) -> None:
+        """The agent leaves: its memberships and every message to or from it end."""
+        for workflow in self.workflows_of.pop(agent, ()):
+            self.members[workflow].discard(agent)
+            self.publish_rate.pop((agent, workflow), None)
+        for pair in self._pairs_of.pop(agent, set()):
+            self.direct_rate.pop(pair, None)
+            other = pair[1] if pair[0] == agent else pair[0]
+            self._pairs_of.get(other, set()).discard(pair)
+
+    def switch(self, agent: str, workflow: str, rng: np.random.Generator) -> None:
+        """The agent leaves all its workflows for ``workflow``, with new partners there."""
+        self.remove(agent)
+        self.add(agent, workflow, rng)
+
+    def _add_pair(self, a: str, b: str, rate: float) -> None:
+        if a == b or rate <= 0:
+            return
+        self.direct_rate[(a, b)] = self.direct_rate.get((a, b), 0.0) + rate
+        self._pairs_of.setdefault(a, set()).add((a, b))
+        self._pairs_of.setdefault(b, set()).add((a, b))
 
 
 def power_law_sizes(total: int, count: int, largest: int) -> list[int]:
@@ -131,7 +207,7 @@ def generate(spec: WorkloadSpec | None = None) -> Workload:
             at += size
             next_team += 1
 
-    activity = rng.gamma(2.0, spec.mean_rate / 2.0, size=spec.agents)
+    activity = rng.gamma(2.0, spec.mean_rate / 2.0, size=spec.agents) / 60.0
     broadcast_rate: dict[str, float] = {}
     direct_rate: dict[tuple[str, str], float] = {}
 
@@ -173,4 +249,70 @@ def generate(spec: WorkloadSpec | None = None) -> Workload:
                 target = pool[int(rng.integers(len(pool)))]
             ms = members[target]
             add(a, ms[int(rng.integers(len(ms)))], cross / 2)
-    return Workload(spec, agents, workflow_of, members, team_of, broadcast_rate, direct_rate)
+
+    workflows_of: dict[str, tuple[str, ...]] = {a: (workflow_of[a],) for a in agents}
+    publish_rate = {(a, workflow_of[a]): broadcast_rate[a] for a in agents}
+    if spec.multi_share > 0:
+        _add_memberships(spec, agents, members, project, workflows_of, publish_rate, add)
+    return Workload(
+        spec,
+        workflows_of,
+        _all_members(workflows_of, members),
+        project,
+        publish_rate,
+        direct_rate,
+        team_of,
+    )
+
+
+def _add_memberships(
+    spec: WorkloadSpec,
+    agents: tuple[str, ...],
+    members: dict[str, tuple[str, ...]],
+    project: dict[str, int],
+    workflows_of: dict[str, tuple[str, ...]],
+    publish_rate: dict[tuple[str, str], float],
+    add: Callable[[str, str, float], None],
+) -> None:
+    """Give ``multi_share`` of the agents one or two more workflows (any workflow alike,
+    of the agent's project with probability ``multi_local``); each splits its broadcasts
+    evenly and messages two members of each new workflow."""
+    rng = np.random.default_rng((spec.seed, 1))
+    pool_all = sorted(members)
+    pool_project: dict[int, list[str]] = {}
+    for w in pool_all:
+        pool_project.setdefault(project[w], []).append(w)
+    chosen = rng.choice(len(agents), size=round(spec.multi_share * len(agents)), replace=False)
+    for i in sorted(int(x) for x in chosen):
+        a = agents[i]
+        own = workflows_of[a][0]
+        extra: list[str] = []
+        wanted = 1 + int(rng.integers(2))
+        tries = 0
+        while len(extra) < wanted and tries < 50:
+            tries += 1
+            local = rng.random() < spec.multi_local
+            pool = pool_project[project[own]] if local else pool_all
+            w = pool[int(rng.integers(len(pool)))]
+            if w != own and w not in extra:
+                extra.append(w)
+        if not extra:
+            continue
+        workflows_of[a] = (own, *extra)
+        share = publish_rate.pop((a, own)) / (1 + len(extra))
+        for w in workflows_of[a]:
+            publish_rate[(a, w)] = share
+        for w in extra:
+            ms = members[w]
+            for _ in range(2):
+                add(a, ms[int(rng.integers(len(ms)))], share / 2)
+
+
+def _all_members(
+    workflows_of: dict[str, tuple[str, ...]], members: dict[str, tuple[str, ...]]
+) -> dict[str, set[str]]:
+    out = {w: set(ms) for w, ms in members.items()}
+    for a, ws in workflows_of.items():
+        for w in ws[1:]:
+            out[w].add(a)
+    return out

@@ -7,6 +7,7 @@ gateway health and gets back a placement table and the clients to migrate. Start
 
 from frys.router.placement.capacity import Capacity
 from frys.router.placement.config import PlacementConfig
+from frys.router.placement.forecast import Forecaster, ForecastError
 from frys.router.placement.graph import InteractionGraph, merge_counts
 from frys.router.placement.model import (
     AgentId,
@@ -23,6 +24,7 @@ from frys.router.placement.model import (
     WorkflowId,
 )
 from frys.router.placement.placer import Placer, Plan
+from frys.router.placement.presence import Member, Presence
 from frys.router.placement.ring import BoundedRing
 from frys.router.placement.table import PlacementTable
 
@@ -31,9 +33,12 @@ __all__ = [
     "BoundedRing",
     "Capacity",
     "Counts",
+    "ForecastError",
+    "Forecaster",
     "GatewayHealth",
     "GatewayId",
     "InteractionGraph",
+    "Member",
     "Migration",
     "Move",
     "MoveReason",
@@ -42,6 +47,7 @@ __all__ = [
     "PlacementTable",
     "Placer",
     "Plan",
+    "Presence",
     "Unit",
     "UnitId",
     "UnitKind",

@@ -9,7 +9,12 @@ from frys.router.placement.config import PlacementConfig
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """Connection limits per gateway, all in connections."""
+    """Connection limits per gateway, all in connections.
+
+    The caps never go below ``min_split_size`` connections, and then no gateway is too
+    empty either: in a small cluster, balance matters less than keeping each workflow's
+    broadcasts on one gateway.
+    """
 
     mean: float
     fill: float
@@ -24,11 +29,13 @@ class Capacity:
         if gateways < 1:
             raise ValueError("need at least one gateway")
         mean = total / gateways
+        small = config.min_split_size
+        tiny = config.fill * mean < small
         return cls(
             mean=mean,
-            fill=config.fill * mean,
-            hard=config.hard_cap * mean,
-            low=config.low * mean,
+            fill=small if tiny else config.fill * mean,
+            hard=small * config.hard_cap / config.fill if tiny else config.hard_cap * mean,
+            low=0.0 if tiny else config.low * mean,
             tolerance=config.tolerance * mean,
             min_split_size=config.min_split_size,
         )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import functools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 AgentId = str
 WorkflowId = str
@@ -27,39 +29,67 @@ class UnitKind(enum.Enum):
     """Why a set of agents is placed as one piece."""
 
     WORKFLOW = "workflow"
-    """All members of a workflow that fits on one gateway."""
+    """The members of one workflow that sit on one gateway, all of them."""
     PART = "part"
-    """One share of a workflow too big for a gateway, cut along its sub-teams."""
+    """One share of a workflow's members: the workflow spans gateways, or its members on
+    one gateway are too many to move at once and are cut along their sub-teams."""
+    SHARED = "shared"
+    """Agents that belong to the same several workflows, on one gateway."""
     SOLO = "solo"
-    """An agent tied to no workflow and talking to no placed unit."""
+    """An agent subscribed to no workflow: it goes where its direct messages go."""
 
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """Agents that always share a gateway: moving one of them means moving all."""
+    """Agents that share a gateway and move together: the same workflows, the same place."""
 
     id: UnitId
     kind: UnitKind
-    workflow: WorkflowId | None
+    workflows: frozenset[WorkflowId]
     index: int
     agents: frozenset[AgentId]
+    connections: int
+    """Connections the unit brings to its gateway: an agent connected twice counts twice."""
 
     @property
     def size(self) -> int:
-        """Connections the unit brings to its gateway (one per agent)."""
-        return len(self.agents)
+        return self.connections
+
+    @property
+    def workflow(self) -> WorkflowId | None:
+        """The one workflow of a workflow unit or part; ``None`` for shared and solo units."""
+        if len(self.workflows) == 1:
+            return next(iter(self.workflows))
+        return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _escaped(name: str) -> str:
+    """``name`` with every character that the id grammar uses (``:``, ``#``, ``+``, ``%``)
+    percent-encoded, so no two different inputs ever give the same id."""
+    return quote(name, safe="")
 
 
 def workflow_unit_id(workflow: WorkflowId) -> UnitId:
-    return f"wf:{workflow}"
+    return f"wf:{_escaped(workflow)}"
 
 
-def part_unit_id(workflow: WorkflowId, index: int) -> UnitId:
-    return f"wf:{workflow}#{index}"
+def workflows_unit_id(workflows: Iterable[WorkflowId]) -> UnitId:
+    """Id of the unit of agents in exactly these workflows (``wf:a+b`` for two)."""
+    return "wf:" + "+".join(_escaped(w) for w in sorted(set(workflows)))
+
+
+def part_unit_id(base: UnitId, index: int) -> UnitId:
+    """The ``index``-th unit of several with the same workflows: ``wf:big#0``.
+
+    The base's own characters are escaped, so the workflow ``big#0`` (``wf:big%230``) never
+    meets part 0 of ``big`` (``wf:big#0``).
+    """
+    return f"{base}#{index}"
 
 
 def solo_unit_id(agent: AgentId) -> UnitId:
-    return f"agent:{agent}"
+    return f"agent:{_escaped(agent)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +97,16 @@ class Counts:
     """Interactions the gateways aggregated over one reporting interval.
 
     ``subscriptions`` carries one count per live subscription per interval (a workflow
-    member keeps its tie alive by staying subscribed), ``publishes`` the messages an agent
-    sent to a workflow channel, ``direct`` the messages sent to another agent's inbox.
+    member stays a member by staying subscribed), ``publishes`` the messages an agent sent
+    to a workflow channel, ``direct`` the messages sent to another agent's inbox.
+    ``connections`` says how many connections each agent has open (one per gateway
+    session); an agent named elsewhere but not here counts one.
     """
 
     subscriptions: Mapping[tuple[AgentId, WorkflowId], float] = field(default_factory=dict)
     publishes: Mapping[tuple[AgentId, WorkflowId], float] = field(default_factory=dict)
     direct: Mapping[tuple[AgentId, AgentId], float] = field(default_factory=dict)
+    connections: Mapping[AgentId, int] = field(default_factory=dict)
 
 
 class MoveReason(enum.Enum):
@@ -82,13 +115,13 @@ class MoveReason(enum.Enum):
     EVACUATE = "evacuate"
     """The unit's gateway is down or draining."""
     OVERLOAD = "overload"
-    """The unit's gateway is above the hard cap."""
+    """The unit's gateway is above the hard cap, or will be before the next round."""
     BALANCE = "balance"
-    """A gateway left the fill band (above the fill cap or below the low mark)."""
+    """A gateway is below the low mark (a joiner) and takes its share."""
     AFFINITY = "affinity"
-    """The unit talks clearly more to another gateway's units."""
+    """Fewer broker copies over the payback horizon than the move costs."""
     REGROUP = "regroup"
-    """The agent changed unit (new home workflow, re-cut sub-teams) or sits astray."""
+    """The agents' workflows changed and they follow their new workflows."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""Bounded-load consistent hashing for units the router has not placed yet.
+"""Consistent hashing: a stable preference order of gateways for every key.
 
-The ring gives every key a stable preference order of gateways; the first one under the
-cap wins. Adding a gateway takes over only the keys that now hash to it, and a full
-gateway passes keys on instead of growing without bound.
+The order depends on the key and the set of gateways only (ketama points of md5), never
+on arrival order or on which router computed it, so a restarted router answers as the
+old one did. Adding a gateway takes over only the keys that now hash to it. ``place``
+adds a load bound (the first gateway under the cap wins), for callers that want one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class BoundedRing:
         if not self._gateways:
             raise NoGatewayError("no active gateway")
         return [str(node) for node in self._ring.iterate_nodes(key)]
+
+    def first(self, key: str) -> GatewayId:
+        """The key's preferred gateway."""
+        return self.walk(key)[0]
 
     def place(
         self, key: str, size: float, loads: Mapping[GatewayId, float], cap: float

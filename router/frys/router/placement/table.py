@@ -29,8 +29,8 @@ class PlacementTable:
         for uid, unit in self._units.items():
             gateway = self._gateway_of[uid]
             self._loads[gateway] = self._loads.get(gateway, 0) + unit.size
-            if unit.workflow is not None:
-                self._by_workflow.setdefault(unit.workflow, []).append(uid)
+            for workflow in unit.workflows:
+                self._by_workflow.setdefault(workflow, []).append(uid)
         for uids in self._by_workflow.values():
             uids.sort(key=lambda u: (-self._units[u].size, u))
 
@@ -55,7 +55,8 @@ class PlacementTable:
         return None if unit is None else self._gateway_of[unit]
 
     def units_of_workflow(self, workflow: WorkflowId) -> tuple[UnitId, ...]:
-        """Units holding the workflow's members, largest first (several once split)."""
+        """Units holding the workflow's members, largest first: several once it spans
+        gateways, is cut, or shares members with other workflows."""
         return tuple(self._by_workflow.get(workflow, ()))
 
     def gateways_of_workflow(self, workflow: WorkflowId) -> tuple[GatewayId, ...]:
