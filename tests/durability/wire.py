@@ -59,7 +59,9 @@ class WireSession:
         self._arrived = asyncio.Event()
         """Set whenever a message arrives (see :meth:`until`)."""
         self.strays = 0
-        """Messages on a channel with no open round (after its unsubscribe was acked)."""
+        """Messages on a channel with no open round: after its unsubscribe was acked, a
+        delivery the gateway had gathered earlier in the same tick may still follow (acks
+        are written at once, deliveries at the end of the tick). Not part of any round."""
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
