@@ -116,6 +116,9 @@ class SubState:
     reaches it live (see :mod:`frys.gateway.broker`)."""
     on_failed: FailureHook | None = None
     held: list[Entry] = field(default_factory=list)
+    skip_through: int = 0
+    """A resumed subscriber whose history reached beyond what this fanout has delivered:
+    live entries up to here were replayed already and are not sent again."""
 
 
 class Fanout:
@@ -178,6 +181,10 @@ class Fanout:
                     self.last_seq = head.seq
                     if self.kind is ChannelKind.STATE:
                         self.last_entry = _entry_of(head)
+                    # Subscribers that joined while the head was being read are served live
+                    # from it onwards: their history must reach it.
+                    for st in self.subscribers.values():
+                        st.floor = max(st.floor, self.last_seq)
             self._go_live()
         except Exception as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
@@ -372,6 +379,8 @@ class Fanout:
         st.mode = SubMode.LIVE
         held = [e for e in st.held if e.seq is not None and e.seq > after_seq]
         st.held = []
+        if after_seq > self.last_seq:
+            st.skip_through = after_seq
         if held:
             sub.deliver(self.frames(held, sub.binary), self)
 
@@ -457,6 +466,14 @@ class Fanout:
         for sub, st in list(self.subscribers.items()):
             if st.mode is SubMode.CATCHING_UP:
                 st.held.extend(entries)
+                continue
+            if st.skip_through:
+                last = entries[-1].seq
+                if last is not None and last > st.skip_through:
+                    fresh = [e for e in entries if e.seq is None or e.seq > st.skip_through]
+                    st.skip_through = 0
+                    sub.deliver(self.frames_for(fresh, sub.wire, compressed), self)
+                    live += 1
                 continue
             blob = blobs.get(sub.wire)
             if blob is None:
