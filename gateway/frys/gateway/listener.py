@@ -20,6 +20,7 @@ import asyncio
 import os
 import socket
 import ssl
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class Admission:
     handshake_timeout_s: float = 10.0
 
 
+SWEEP_S = 0.25
+"""How often handshake deadlines are checked (a deadline is late by at most this)."""
+
+
 class Guard:
     """Counts connections and enforces :class:`Admission`."""
 
@@ -56,7 +61,9 @@ class Guard:
         self.per_ip: defaultdict[str, int] = defaultdict(int)
         self.refused = 0
         self.timed_out = 0
-        self._deadlines: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
+        self._deadlines: dict[asyncio.BaseTransport, float] = {}
+        """Connections that have not completed a request yet, with their deadline."""
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def admit(self, ip: str) -> bool:
         adm = self.admission
@@ -67,42 +74,47 @@ class Guard:
             self.refused += 1
             return False
         self.total += 1
-        self.per_ip[ip] += 1
+        if adm.max_connections_per_ip:
+            self.per_ip[ip] += 1
         return True
 
     def release(self, ip: str) -> None:
         self.total -= 1
-        left = self.per_ip[ip] - 1
-        if left > 0:
-            self.per_ip[ip] = left
-        else:
-            self.per_ip.pop(ip, None)
+        if self.admission.max_connections_per_ip:
+            left = self.per_ip[ip] - 1
+            if left > 0:
+                self.per_ip[ip] = left
+            else:
+                self.per_ip.pop(ip, None)
 
     def watch(self, transport: asyncio.BaseTransport) -> None:
-        loop = asyncio.get_running_loop()
-        self._deadlines[transport] = loop.call_later(
-            self.admission.handshake_timeout_s, self._expired, transport
-        )
+        """Start ``transport``'s handshake deadline. A sweep four times a second checks them all
+        (a timer per connection would cost every connect a heap push and a cancel)."""
+        self._deadlines[transport] = time.monotonic() + self.admission.handshake_timeout_s
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
 
     def handshake_done(self, transport: asyncio.BaseTransport | None) -> None:
         """A request reached a handler: the deadline no longer applies."""
         if transport is not None:
-            handle = self._deadlines.pop(transport, None)
-            if handle is not None:
-                handle.cancel()
+            self._deadlines.pop(transport, None)
 
     def forget(self, transport: asyncio.BaseTransport) -> None:
-        handle = self._deadlines.pop(transport, None)
-        if handle is not None:
-            handle.cancel()
+        self._deadlines.pop(transport, None)
 
-    def _expired(self, transport: asyncio.BaseTransport) -> None:
-        if self._deadlines.pop(transport, None) is not None:
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        expired = [t for t, deadline in self._deadlines.items() if deadline <= now]
+        for transport in expired:
+            del self._deadlines[transport]
             self.timed_out += 1
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
             else:
                 transport.close()
+        if self._deadlines:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
 
     def guarded(
         self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -183,8 +195,9 @@ class GuardedProtocol(asyncio.Protocol):
             skip = length
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        self._ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if self._guard.admission.max_connections_per_ip:
+            peer = transport.get_extra_info("peername")
+            self._ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self._guard.admit(self._ip):
             self._refused = True
             if isinstance(transport, asyncio.WriteTransport):

@@ -142,13 +142,11 @@ class ClientWriter:
         self._bulk_bytes = 0
         self._pump_task: asyncio.Task[None] | None = None
         self._drain_task: asyncio.Task[None] | None = None
-        self._fd = -1
+        self._fd = -2
+        """The socket's descriptor, looked up on first need (-2: not yet, -1: none)."""
         self._writes = 0
         with contextlib.suppress(Exception):
             transport.set_write_buffer_limits(high=queue_bytes)
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                self._fd = sock.fileno()
 
     # --- state ---------------------------------------------------------------------------
     @property
@@ -259,7 +257,7 @@ class ClientWriter:
         self._writes += 1
         if self._writes >= KERNEL_CHECK_EVERY:
             self._writes = 0
-            pending += kernel_unsent(self._fd)
+            pending += kernel_unsent(self.fd)
         if pending > self.queue_bytes:
             self._on_backlog()
 
@@ -347,7 +345,18 @@ class ClientWriter:
 
     def unsent(self) -> int:
         """Bytes written and not yet sent: the transport's buffer and the kernel's queue."""
-        return self.transport.get_write_buffer_size() + kernel_unsent(self._fd)
+        return self.transport.get_write_buffer_size() + kernel_unsent(self.fd)
+
+    @property
+    def fd(self) -> int:
+        """The socket's file descriptor (-1 when the transport has none)."""
+        if self._fd == -2:
+            self._fd = -1
+            with contextlib.suppress(Exception):
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    self._fd = sock.fileno()
+        return self._fd
 
     # --- backlog -------------------------------------------------------------------------
     def _on_backlog(self) -> None:
