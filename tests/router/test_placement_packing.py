@@ -44,7 +44,6 @@ def build(
     return RoundState(
         blocks=blocks,
         receivers=active,
-        holders=list(range(gateways)),
         capacity=Capacity.for_load(total, len(active), CONFIG),
         pace=Pace(
             budget=max(1, int(budget * total)),
@@ -74,7 +73,7 @@ def again(state: RoundState, **changes: object) -> RoundState:
     units = [(b.size[v], list(b.counts[v]), b.block[v]) for v in range(len(b))]
     edges = [(v, u, w) for v in range(len(b)) for u, w in b.adj[v].items() if v < u]
     kwargs: dict[str, object] = {"edges": edges, **changes}
-    return build(units, len(state.holders), b.weight, **kwargs)  # type: ignore[arg-type]
+    return build(units, len(state.receivers), b.weight, **kwargs)  # type: ignore[arg-type]
 
 
 unit_sizes = st.lists(st.integers(1, 40), min_size=20, max_size=90)

@@ -45,14 +45,23 @@ def test_reports_far_apart_keep_everyone_they_name() -> None:
     assert set(p.live()) == {"a", "b"}
 
 
-def test_a_subscription_lapses_when_no_longer_reported() -> None:
+def test_a_subscription_ends_when_the_agents_report_leaves_it_out() -> None:
+    """A member that switches is a member of the new workflow only, at once."""
     p = Presence(agent_ttl=30.0, subscription_ttl=10.0)
-    p.observe(Counts(subscriptions={("a", "old"): 1.0}), 0.0)
-    for t in (5.0, 9.5):
-        p.observe(Counts(subscriptions={("a", "new"): 1.0}), t)
-    assert p.workflows("a") == {"old", "new"}  # old last seen 9.5 s ago: not lapsed
-    p.observe(Counts(subscriptions={("a", "new"): 1.0}), 10.0)
-    assert p.workflows("a") == {"new"}
+    p.observe(Counts(subscriptions={("a", "old"): 1.0, ("a", "keep"): 1.0}), 0.0)
+    p.observe(Counts(subscriptions={("a", "new"): 1.0, ("a", "keep"): 1.0}), 5.0)
+    assert p.workflows("a") == {"new", "keep"}
+
+
+def test_a_subscription_no_report_repeats_lapses() -> None:
+    """A report that names none of the agent's subscriptions keeps them, for a while."""
+    p = Presence(agent_ttl=30.0, subscription_ttl=10.0)
+    p.observe(Counts(subscriptions={("a", "w"): 1.0}), 0.0)
+    p.observe(Counts(publishes={("a", "v"): 2.0}), 9.5)
+    assert p.workflows("a") == {"w"}
+    p.observe(Counts(publishes={("a", "v"): 2.0}), 10.0)
+    assert p.workflows("a") == frozenset()
+    assert p.is_live("a")
 
 
 def test_each_connection_of_an_agent_counts() -> None:

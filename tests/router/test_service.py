@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import nats
@@ -18,8 +19,8 @@ from frys.client import Client
 from frys.router.config import RouterConfig, RouterConfigError, load_router_config
 from frys.router.kubernetes import PodWatcher
 from frys.router.membership import Membership, PodState
-from frys.router.placement import GatewayHealth
-from frys.router.service import RouterService
+from frys.router.placement import Counts, GatewayHealth
+from frys.router.service import RouterService, _counts, round_counts
 from frys.runtime.nats_process import NatsProcess
 from frys.shared.protocol.routing import (
     Heartbeat,
@@ -76,6 +77,41 @@ def test_router_configuration_is_validated() -> None:
     with pytest.raises(RouterConfigError) as err:
         load_router_config(env={"FRYS_NATS_URL": "http://x", "FRYS_ROUTER_K8S": "maybe"})
     assert "nats_url" in str(err.value) and "k8s must be" in str(err.value)
+
+
+def test_the_router_settings_of_placement_are_read_and_checked() -> None:
+    cfg = load_router_config(
+        env={"FRYS_ROUTER_AGENT_TTL_S": "20", "FRYS_ROUTER_MIN_PLAN_INTERVAL_S": "0.5"}
+    )
+    assert (cfg.agent_ttl_s, cfg.min_plan_interval_s) == (20.0, 0.5)
+    service = RouterService(cfg)
+    assert service.placer.config.agent_ttl == 20.0
+    assert service.placer.config.plan_interval == cfg.plan_interval_s
+    with pytest.raises(RouterConfigError, match="agent_ttl_s"):
+        load_router_config(env={"FRYS_ROUTER_AGENT_TTL_S": "0"})
+
+
+def test_a_round_counts_each_gateway_session_once() -> None:
+    """Reports every 2 s, a round every 5 s: an agent named by two reports of one gateway
+    is one connection; named by two gateways, two."""
+    a = InteractionReport("gw-a", 2.0, ("x", "y"), (("x", "w"), ("y", "w")))
+    b = InteractionReport("gw-b", 2.0, ("y",), (("y", "w"),))
+    reports = [_counts(a), _counts(a), _counts(b)]
+    counts = round_counts(reports, {"gw-a": frozenset(a.located), "gw-b": frozenset(b.located)})
+    assert counts.connections == {"x": 1, "y": 2}
+    assert counts.subscriptions[("y", "w")] == 3.0
+
+
+def test_the_next_round_comes_when_the_plan_asks() -> None:
+    service = RouterService(RouterConfig(plan_interval_s=5.0, min_plan_interval_s=1.0))
+    placer = service.placer
+    placer.set_gateways({"gw-a": GatewayHealth.ACTIVE})
+    placer.observe(Counts(subscriptions={("x", "w"): 1.0}), 0.0)
+    plan = placer.plan(10.0)
+    assert service.next_delay(plan, 10.0) == pytest.approx(5.0)  # nothing grows
+    assert service.next_delay(replace(plan, next_plan_at=12.0), 10.0) == pytest.approx(2.0)
+    assert service.next_delay(replace(plan, next_plan_at=10.2), 10.0) == pytest.approx(1.0)
+    assert service.next_delay(None, 10.0) == pytest.approx(5.0)
 
 
 # --- Kubernetes discovery against a stand-in API server --------------------------------

@@ -93,6 +93,8 @@ _ENV = {
     "k8s_selector": "FRYS_ROUTER_K8S_SELECTOR",
     "half_life_s": "FRYS_ROUTER_HALF_LIFE_S",
     "min_dwell_s": "FRYS_ROUTER_MIN_DWELL_S",
+    "agent_ttl_s": "FRYS_ROUTER_AGENT_TTL_S",
+    "min_plan_interval_s": "FRYS_ROUTER_MIN_PLAN_INTERVAL_S",
     **{
         name: f"FRYS_{name.upper()}"
         for name in (

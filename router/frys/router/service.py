@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import nats
@@ -226,12 +227,7 @@ class RouterService:
         reports, self._reports = self._reports, []
         sessions, self._sessions = self._sessions, {}
         if reports:
-            merged = merge_counts(reports)
-            connections: dict[str, int] = {}
-            for agents in sessions.values():
-                for agent in agents:
-                    connections[agent] = connections.get(agent, 0) + 1
-            self.placer.observe(replace(merged, connections=connections), now)
+            self.placer.observe(round_counts(reports, sessions), now)
         elif self.placer.graph.presence.latest is None:
             return None
         health = self.membership.health(now)
@@ -292,6 +288,17 @@ class RouterService:
             order = MigrationOrder(tuple(migrations), reason="placement")
             await self.nc.publish(self.subjects.gateway_orders(source), order.encode())
             self.stats.migrations_ordered += len(migrations)
+
+
+def round_counts(reports: list[Counts], sessions: Mapping[str, frozenset[str]]) -> Counts:
+    """One round's counts: the gateways' reports added up, and each agent's connections
+    from the latest report of each gateway (a gateway names an agent once however often it
+    reported, and an agent two gateways name has two connections)."""
+    connections: dict[str, int] = {}
+    for agents in sessions.values():
+        for agent in agents:
+            connections[agent] = connections.get(agent, 0) + 1
+    return replace(merge_counts(reports), connections=connections)
 
 
 def _counts(report: InteractionReport) -> Counts:

@@ -94,9 +94,11 @@ def format_growth(report: Dynamic, start: int, grow_to: int) -> str:
         f = frys.forecast
         lines += [
             "",
-            f"frys: {frys.plans} plans in {report.seconds:.0f} s; forecast error (weighted "
-            f"MAPE) of workflow sizes {f.size_next:.1%} one plan ahead, {f.size_horizon:.1%} "
-            f"60 s ahead, of message rates {f.rate_next:.1%} one plan ahead",
+            f"frys: {frys.plans} plans in {report.seconds:.0f} s (every 5 s, sooner when the "
+            f"forecast asked); forecast error (weighted MAPE) of changing workflow sizes "
+            f"{f.size_next:.1%} one plan ahead, {f.size_horizon:.1%} 60 s ahead; of message "
+            f"rates {f.rate_next:.1%} one plan ahead (5 s counts: mostly noise), "
+            f"{f.rate_horizon:.1%} over the next 60 s",
         ]
     return "\n".join(lines)
 

@@ -66,7 +66,8 @@ class Leave:
     """Busiest/mean once settled."""
     forced_extra: float = 0.0
     """Share of connections survivors must shed at least, whatever the placement: the
-    leaver's biggest unit minus the most headroom any survivor has under the hard cap."""
+    leaver's biggest piece (what moves whole) minus the most headroom any survivor has
+    under the hard cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +134,13 @@ def _forced_extra(strategy: Strategy, leaver: str, gateways: list[str]) -> float
     table = strategy.placer.table
     survivors = [g for g in gateways if g != leaver]
     total = table.connections()
-    hard = Capacity.for_load(total, len(survivors), strategy.config).hard
+    capacity = Capacity.for_load(total, len(survivors), strategy.config)
     loads = table.loads(gateways)
-    headroom = max(hard - loads[g] for g in survivors)
+    headroom = max(capacity.hard - loads[g] for g in survivors)
+    piece = max(2, int(strategy.config.piece_share * capacity.fill))  # what moves whole
     biggest = max(
-        (u.size for uid, u in table.units.items() if table.assignment[uid] == leaver), default=0
+        (min(u.size, piece) for uid, u in table.units.items() if table.assignment[uid] == leaver),
+        default=0,
     )
     return max(0.0, biggest - headroom) / total
 

@@ -24,20 +24,22 @@ class PlacementConfig:
 
     # --- what a placement costs -----------------------------------------------------------
     workflow_prior: float = 0.0
-    """Broadcasts per second every workflow is assumed to carry besides its members'."""
+    """Broadcasts per second every workflow is assumed to carry besides its members' (the
+    engine's events and state, when a deployment knows their rate)."""
     member_prior: float = 0.1
     """Broadcasts per second each member of a workflow is assumed to bring on top of what
     was measured: members of a quiet workflow still belong together, since any broadcast
     to come reaches every gateway they sit on, and the engine's own broadcasts never pass
-    a gateway's counters. It makes gathering a minority of a workflow (at most half its
-    members) pay for itself over the horizon: member_prior × payback_horizon ≥
-    migration_cost / 2."""
+    a gateway's counters. With the defaults, gathering a straggling share of up to 60 % of
+    a workflow's size pays for itself over the horizon (member_prior × payback_horizon /
+    migration_cost), up to 30 % when as many other clients must move to make room."""
     direct_weight: float = 0.5
     """Weight of a direct message between gateways against one extra broadcast copy: it
     crosses the broker either way, but local delivery is quicker."""
     migration_cost: float = 50.0
-    """What moving one client costs (a reconnect, a resubscribe, a resume), in broker
-    copies: an elective move must save more than this per client over the horizon."""
+    """What moving one client costs, in broker copies: a reconnect, a resubscribe of its
+    channels, a resume fetch and two presence notices to its workflows. An elective move
+    must save more than this per client over the horizon."""
     payback_horizon: float = 300.0
     """Seconds over which an elective move must pay for itself."""
 
@@ -82,6 +84,10 @@ class PlacementConfig:
     """Holt level smoothing per plan interval: how fast a forecast follows a new size."""
     forecast_beta: float = 0.3
     """Holt trend smoothing per plan interval: how fast a forecast believes a new trend."""
+    forecast_rate_alpha: float = 0.1
+    """Holt level smoothing of message rates: counts of a few seconds are mostly noise."""
+    forecast_rate_beta: float = 0.02
+    """Holt trend smoothing of message rates."""
     forecast_horizon: float = 60.0
     """Seconds ahead a growing workflow's size is forecast when choosing where it goes."""
     plan_interval: float = 5.0
@@ -107,8 +113,8 @@ class PlacementConfig:
             raise ValueError("move_budget must be in (0, 1]")
         if self.min_dwell < 0 or self.migration_cost < 0 or self.payback_horizon <= 0:
             raise ValueError("min_dwell and migration_cost >= 0, payback_horizon > 0")
-        if self.member_prior < 0 or self.direct_weight < 0:
-            raise ValueError("member_prior and direct_weight must not be negative")
+        if min(self.workflow_prior, self.member_prior, self.direct_weight) < 0:
+            raise ValueError("workflow_prior, member_prior and direct_weight must be >= 0")
         if not 0 < self.piece_share <= 1:
             raise ValueError("piece_share must be in (0, 1]")
         if self.min_split_size < 2:
@@ -119,8 +125,12 @@ class PlacementConfig:
             raise ValueError("workflow_moves and refine_passes must be at least 1")
         if not 0 < self.fresh_share <= 1:
             raise ValueError("fresh_share must be in (0, 1]")
-        if not (0 < self.forecast_alpha <= 1 and 0 <= self.forecast_beta <= 1):
-            raise ValueError("forecast_alpha must be in (0, 1], forecast_beta in [0, 1]")
+        for alpha, beta in (
+            (self.forecast_alpha, self.forecast_beta),
+            (self.forecast_rate_alpha, self.forecast_rate_beta),
+        ):
+            if not (0 < alpha <= 1 and 0 <= beta <= 1):
+                raise ValueError("forecast alphas must be in (0, 1], betas in [0, 1]")
         if self.forecast_horizon < 0:
             raise ValueError("forecast_horizon must not be negative")
         if not 0 < self.min_plan_interval <= self.plan_interval:

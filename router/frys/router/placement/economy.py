@@ -3,14 +3,15 @@
 Moving a client costs a reconnect, a resubscribe and a resume (``migration_cost`` broker
 copies per client). A unit moves by choice only when the copies it saves per second, over
 ``payback_horizon`` seconds, exceed that: a lone member rejoins its workflow at once,
-while a workflow of fifty never follows one member that left it. The target stays under
-the fill cap (a tolerance below it, unless its agents just changed workflows: that top
-band is kept for them) and the source above the low mark; units moved in this round for balance
-stay put, a client inside its dwell time stays put unless its workflows changed, and a
-workflow sees at most ``workflow_moves`` elective unit moves per round. A unit never
-moves to join a smaller group of its workflow than itself (:func:`follows`); a unit whose
-agents just changed workflows goes where its workflows are even when the move alone saves
-nothing yet (:func:`rehome`).
+while a workflow of fifty never follows one member that left it. The horizon is shorter
+when a growing workflow will spill off the target before it ends (the saving ends then).
+The target stays under the fill cap (a tolerance below it, unless the unit's agents just
+changed workflows: that top band is kept for them) and the source above the low mark;
+units moved in this round for balance stay put, a client inside its dwell time stays put
+unless its workflows changed, and a workflow sees at most ``workflow_moves`` elective
+unit moves per round. A unit never moves to join a group of its workflow less than half
+its size (:func:`follows`); a unit whose agents just changed workflows goes where its
+workflows are even when the move alone saves nothing yet (:func:`rehome`).
 """
 
 from __future__ import annotations
@@ -140,13 +141,14 @@ def _best(state: RoundState, node: Node, targets: frozenset[Block] | set[Block])
 
 def follows(state: RoundState, node: Node, target: Block) -> bool:
     """Whether the move would have a unit follow fewer members of its workflow than it
-    holds: it is the last of a workflow where it is, and joins a smaller group of it.
-    Members go where more of their workflow is, so a workflow never follows one member."""
+    holds: it is the last of a workflow where it is, and joins a smaller group of it that
+    is a single member or less than half its size. Members go where about as many of
+    their workflow are or more, so a workflow never follows one member."""
     blocks = state.blocks
     here = blocks.block[node]
     for w, c in blocks.counts[node].items():
         row = blocks.phi[w]
         there = row.get(target, 0)
-        if row.get(here, 0) == c and 0 < there < c:
+        if row.get(here, 0) == c and 0 < there < c and (there < 2 or 2 * there < c):
             return True
     return False

@@ -49,15 +49,23 @@ class Holt:
 
 @dataclass(frozen=True, slots=True)
 class ForecastError:
-    """Weighted mean absolute percentage errors: Σ|forecast − actual| / Σ actual."""
+    """Weighted mean absolute percentage errors: Σ|forecast − actual| / Σ actual.
+
+    Sizes are scored only where they changed (a workflow that keeps its size is
+    forecast right by anyone); rates over the horizon, against the mean rate then seen,
+    since the rate of a few seconds is mostly counting noise.
+    """
 
     size_next: float
-    """Workflow sizes, forecast at one plan for the next."""
+    """Sizes of changing workflows, forecast at one plan for the next."""
     size_horizon: float
-    """Workflow sizes, forecast ``horizon`` seconds ahead."""
+    """Sizes of changing workflows, forecast ``horizon`` seconds ahead."""
     rate_next: float
-    """Workflow message rates, forecast at one plan for the next."""
+    """Message rates, forecast at one plan for the next interval's count."""
+    rate_horizon: float
+    """Mean message rates over the next ``horizon`` seconds."""
     samples: int
+    """Size forecasts scored one plan ahead."""
 
 
 @dataclass(slots=True)
@@ -75,6 +83,19 @@ class _Score:
     def value(self) -> float:
         return self.error / self.actual if self.actual > 0 else 0.0
 
+    def copy(self) -> _Score:
+        return _Score(self.error, self.actual, self.samples)
+
+
+@dataclass(slots=True)
+class _Window:
+    """A rate forecast for the mean over ``[start, until]`` and what was seen since."""
+
+    until: float
+    predicted: float
+    seen: float = 0.0
+    elapsed: float = 0.0
+
 
 class Forecaster:
     """Holt forecasts of every workflow's size (connections) and publish rate."""
@@ -85,26 +106,44 @@ class Forecaster:
         "_horizon",
         "_pending",
         "_rate",
+        "_rate_alpha",
+        "_rate_beta",
+        "_rate_horizon",
         "_rate_next",
         "_reference",
         "_size",
         "_size_horizon",
         "_size_next",
+        "_windows",
     )
 
     def __init__(
-        self, alpha: float = 0.5, beta: float = 0.3, reference: float = 5.0, horizon: float = 60.0
+        self,
+        alpha: float = 0.5,
+        beta: float = 0.3,
+        reference: float = 5.0,
+        horizon: float = 60.0,
+        rate_alpha: float = 0.1,
+        rate_beta: float = 0.02,
     ) -> None:
+        """``alpha`` and ``beta`` smooth sizes (exact counts: follow them closely);
+        ``rate_alpha`` and ``rate_beta`` smooth rates (counts of a few seconds are mostly
+        noise: follow them slowly)."""
         self._alpha = alpha
         self._beta = beta
+        self._rate_alpha = rate_alpha
+        self._rate_beta = rate_beta
         self._reference = reference
         self._horizon = horizon
         self._size: dict[WorkflowId, Holt] = {}
         self._rate: dict[WorkflowId, Holt] = {}
-        self._pending: dict[WorkflowId, deque[tuple[float, float]]] = {}
+        self._pending: dict[WorkflowId, deque[tuple[float, float, float]]] = {}
+        """Size forecasts ``horizon`` ahead: (due, forecast, size when made)."""
+        self._windows: dict[WorkflowId, deque[_Window]] = {}
         self._size_next = _Score()
         self._size_horizon = _Score()
         self._rate_next = _Score()
+        self._rate_horizon = _Score()
 
     def update(
         self,
@@ -115,36 +154,54 @@ class Forecaster:
         """Score the previous forecasts against ``sizes`` and ``rates``, then learn them.
 
         A workflow missing from ``sizes`` has no member left and is forgotten; ``rates``
-        is ``None`` when no interval has passed since the previous update (a first plan).
+        (messages per second since the previous update) is ``None`` when no interval has
+        passed (a first plan).
         """
         for workflow in [w for w in self._size if w not in sizes]:
             del self._size[workflow]
             self._rate.pop(workflow, None)
             self._pending.pop(workflow, None)
+            self._windows.pop(workflow, None)
         for workflow, size in sizes.items():
-            holt = self._size.get(workflow)
-            if holt is None:
-                self._size[workflow] = Holt(float(size), 0.0, now)
-                self._pending[workflow] = deque([(now + self._horizon, float(size))])
-            else:
-                if now > holt.at:
-                    self._size_next.add(holt.forecast(now), size)
-                pending = self._pending[workflow]
-                while pending and pending[0][0] <= now:
-                    _, predicted = pending.popleft()
+            self._update_size(workflow, size, now)
+            if rates is not None:
+                self._update_rate(workflow, rates.get(workflow, 0.0), now)
+
+    def _update_size(self, workflow: WorkflowId, size: int, now: float) -> None:
+        holt = self._size.get(workflow)
+        if holt is None:
+            holt = self._size[workflow] = Holt(float(size), 0.0, now)
+            pending = self._pending[workflow] = deque()
+        else:
+            pending = self._pending[workflow]
+            if now > holt.at and size != round(holt.level):
+                self._size_next.add(holt.forecast(now), size)
+            while pending and pending[0][0] <= now:
+                _, predicted, then = pending.popleft()
+                if size != then:
                     self._size_horizon.add(predicted, size)
-                holt.update(size, now, self._alpha, self._beta, self._reference)
-                pending.append((now + self._horizon, holt.forecast(now + self._horizon)))
-            if rates is None:
-                continue
-            rate = rates.get(workflow, 0.0)
-            trend = self._rate.get(workflow)
-            if trend is None:
-                self._rate[workflow] = Holt(rate, 0.0, now, 1)
-            else:
-                if now > trend.at:
-                    self._rate_next.add(trend.forecast(now), rate)
-                trend.update(rate, now, self._alpha, self._beta, self._reference)
+            holt.update(size, now, self._alpha, self._beta, self._reference)
+        pending.append((now + self._horizon, holt.forecast(now + self._horizon), size))
+
+    def _update_rate(self, workflow: WorkflowId, rate: float, now: float) -> None:
+        holt = self._rate.get(workflow)
+        windows = self._windows.setdefault(workflow, deque())
+        if holt is None:
+            holt = self._rate[workflow] = Holt(rate, 0.0, now, 1)
+        else:
+            gap = now - holt.at
+            if gap > 0:
+                self._rate_next.add(holt.forecast(now), rate)
+                for window in windows:
+                    window.seen += rate * gap
+                    window.elapsed += gap
+                while windows and windows[0].until <= now:
+                    done = windows.popleft()
+                    if done.elapsed > 0:
+                        self._rate_horizon.add(done.predicted, done.seen / done.elapsed)
+            holt.update(rate, now, self._rate_alpha, self._rate_beta, self._reference)
+        mean = max(0.0, holt.level + holt.trend * self._horizon / 2)
+        windows.append(_Window(now + self._horizon, mean))
 
     def size(self, workflow: WorkflowId, when: float) -> float:
         """Forecast size of ``workflow`` at ``when`` (never below zero)."""
@@ -176,21 +233,28 @@ class Forecaster:
             self._size_next.value,
             self._size_horizon.value,
             self._rate_next.value,
+            self._rate_horizon.value,
             self._size_next.samples,
         )
 
     def copy(self) -> Forecaster:
-        twin = Forecaster(self._alpha, self._beta, self._reference, self._horizon)
+        twin = Forecaster(
+            self._alpha,
+            self._beta,
+            self._reference,
+            self._horizon,
+            self._rate_alpha,
+            self._rate_beta,
+        )
         twin._size = {w: Holt(h.level, h.trend, h.at, h.samples) for w, h in self._size.items()}
         twin._rate = {w: Holt(h.level, h.trend, h.at, h.samples) for w, h in self._rate.items()}
         twin._pending = {w: deque(d) for w, d in self._pending.items()}
-        twin._size_next = _Score(
-            self._size_next.error, self._size_next.actual, self._size_next.samples
-        )
-        twin._size_horizon = _Score(
-            self._size_horizon.error, self._size_horizon.actual, self._size_horizon.samples
-        )
-        twin._rate_next = _Score(
-            self._rate_next.error, self._rate_next.actual, self._rate_next.samples
-        )
+        twin._windows = {
+            w: deque(_Window(x.until, x.predicted, x.seen, x.elapsed) for x in d)
+            for w, d in self._windows.items()
+        }
+        twin._size_next = self._size_next.copy()
+        twin._size_horizon = self._size_horizon.copy()
+        twin._rate_next = self._rate_next.copy()
+        twin._rate_horizon = self._rate_horizon.copy()
         return twin

@@ -6,8 +6,8 @@ nothing (the others keep the big workflow on that gateway), so none moves, and t
 workflow's broadcasts keep paying for that gateway. Moving them together saves the big
 workflow's weight at the cost of the small ones', which is usually well worth it since
 broadcasts grow with workflow size. The same holds for a growing workflow that spilled
-over onto a second gateway. Members always go where more of their workflow is, never the
-other way: a workflow never follows one member.
+over onto a second gateway. Members only go where at least half as many of their
+workflow are, and never to a single member: a workflow never follows one member.
 
 When the gateway they should join is full, small units of other workflows that lose no
 broadcast copy by leaving make room first, never more connections than the gathering
@@ -56,9 +56,8 @@ def gather(state: RoundState, members: Sequence[Sequence[Node]], *, elective: bo
             nodes = [v for v in members[w] if blocks.block[v] == source]
             if not nodes or not all(_free(state, v, elective) for v in nodes):
                 continue
-            size = sum(blocks.size[v] for v in nodes)
-            if state.load(source) - size < state.floor(nodes) and source in receiving:
-                continue
+            if state.load(source) < state.floor(nodes) and source in receiving:
+                continue  # not even a full swap would keep the source above its floor
             cost = sum(state.move_cost(v) for v in nodes)
             if _ceiling(state, nodes) * horizon - cost <= _EPS:
                 continue  # even if every tie of theirs came home it would not pay
@@ -66,7 +65,9 @@ def gather(state: RoundState, members: Sequence[Sequence[Node]], *, elective: bo
             targets = [
                 b
                 for b in sorted(row, key=lambda b: (-row[b], b))
-                if b != source and b in receiving and row[b] >= here
+                if b != source
+                and b in receiving
+                and (row[b] >= here or (row[b] >= 2 and 2 * row[b] >= here))
             ]
             for target in targets[:_TARGETS]:
                 if _attempt(state, w, nodes, source, target, elective, evictions):
@@ -108,7 +109,8 @@ def _attempt(
         return False
     saved += _try(state, nodes, target)
     horizon = state.payback(nodes, target)
-    if saved > _EPS and saved * horizon - cost > _EPS:
+    kept = state.load(source) >= state.floor(nodes) or source not in state.receivers
+    if kept and saved > _EPS and saved * horizon - cost > _EPS:
         for v in nodes:
             blocks.put(v, source)
         for v, _ in evicted:
@@ -135,11 +137,12 @@ def _make_room(
     elective: bool,
 ) -> tuple[list[tuple[Node, Block]], float, float] | None:
     """Move units of other workflows off ``target`` until ``needed`` connections are free,
-    never more than ``most`` (a gathering never moves more clients of others than of its
-    own). Only units that hold all of their workflows' members on ``target`` go, smallest
-    first: elsewhere they reach as few gateways as before, so they lose no broadcast copy,
-    at most some direct messages. Returns them with their destinations, the copies per
-    second they lose, and their clients' move cost; ``None`` (nothing moved) if it cannot."""
+    never more than ``most``, the size of the gathering (it never moves more clients of
+    others than of its own; they may take its place on ``source``). Only units that hold
+    all of their workflows' members on ``target`` go, smallest first: elsewhere they reach
+    as few gateways as before, so they lose no broadcast copy, at most some direct
+    messages. Returns them with their destinations, the copies per second they lose, and
+    their clients' move cost; ``None`` (nothing moved) if it cannot."""
     blocks = state.blocks
     ceiling = state.capacity.fill - state.capacity.tolerance
     candidates = []
@@ -160,10 +163,11 @@ def _make_room(
         size = blocks.size[v]
         if freed + size > most:
             break
+        # the source may take them: a swap (the gathered members are about to leave it)
         room = [
             b
             for b in state.receivers
-            if b not in (target, source) and state.load(b) + size <= ceiling
+            if b != target and state.load(b) - (most if b == source else 0) + size <= ceiling
         ]
         if not room:
             continue

@@ -1,7 +1,8 @@
 """One placement round, phase by phase, on the units' current places.
 
 1. units without a gateway are placed: by the multilevel partitioner when they are many
-   (:mod:`~frys.router.placement.fresh`), else one by one;
+   (:mod:`~frys.router.placement.fresh`), else one by one; then, for free, members a
+   workflow has on a gateway where it has few are gathered where it has more;
 2. units leave draining gateways within the move budget;
 3. a gateway above the hard cap, or forecast above it before the next round, sheds;
 4. a gateway below the low mark (a joiner) is filled up to the mean, over as many
@@ -32,8 +33,9 @@ from frys.router.placement.model import MoveReason
 from frys.router.placement.state import RoundState
 
 _GROUP_SHARE = 1.0
-"""Largest group the partitioner coarsens to, as a share of the mean load: small enough
-that the coarsest groups still pack gateways evenly."""
+"""Largest group the partitioner coarsens to, as a share of the mean load: a gateway's
+worth, so a big workflow and the members it shares with others can form one group
+(measured: half a gateway's worth left big workflows' members scattered)."""
 
 
 @dataclass(frozen=True, slots=True)

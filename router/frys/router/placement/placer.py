@@ -79,7 +79,12 @@ class Placer:
         self._ring = BoundedRing((), c.vnodes)
         self._table = PlacementTable.empty()
         self._forecast = Forecaster(
-            c.forecast_alpha, c.forecast_beta, c.plan_interval, c.forecast_horizon
+            c.forecast_alpha,
+            c.forecast_beta,
+            c.plan_interval,
+            c.forecast_horizon,
+            c.forecast_rate_alpha,
+            c.forecast_rate_beta,
         )
         self._located: dict[AgentId, GatewayId] = {}
         self._moved_at: dict[AgentId, float] = {}
@@ -224,7 +229,6 @@ class Placer:
         state = RoundState(
             blocks=blocks,
             receivers=receivers,
-            holders=list(range(len(holders))),
             capacity=capacity,
             pace=Pace(
                 budget=max(1, int(config.move_budget * total)),

@@ -2,7 +2,8 @@
 
 Gateways name every live agent and every live subscription in each report. An agent no
 report has named for ``agent_ttl`` seconds has left, whatever its message history says;
-a subscription not repeated for ``subscription_ttl`` seconds has ended. Time is report
+a subscription the agent's latest report leaves out has ended, and one no report has
+repeated for ``subscription_ttl`` seconds too. Time is report
 time: a router that stops hearing from gateways altogether expires nobody (their
 heartbeats say whether they are down), so a stalled feed never empties the table.
 """
@@ -82,16 +83,23 @@ class Presence:
         """Every live agent with its connections and current workflows."""
         out: dict[AgentId, Member] = {}
         for agent in self._seen:
-            subs = self._subs.get(agent)
-            out[agent] = Member(self._connections[agent], frozenset(subs) if subs else _NONE)
+            out[agent] = Member(self._connections[agent], self.workflows(agent))
         return out
 
     def is_live(self, agent: AgentId) -> bool:
         return agent in self._seen
 
     def workflows(self, agent: AgentId) -> frozenset[WorkflowId]:
+        """The workflows the agent's latest report names: a report that names some of an
+        agent's subscriptions and not others says those others have ended (a member that
+        switches workflows is a member of the new one only, at once). Subscriptions left
+        out of every report since lapse after ``subscription_ttl`` (a report that names
+        none of the agent's subscriptions keeps them)."""
         subs = self._subs.get(agent)
-        return frozenset(subs) if subs else _NONE
+        if not subs:
+            return _NONE
+        latest = max(subs.values())
+        return frozenset(w for w, t in subs.items() if t == latest)
 
     def last_seen(self, agent: AgentId) -> float | None:
         return self._seen.get(agent)

@@ -41,8 +41,6 @@ class RoundState:
     blocks: Blocks
     receivers: Sequence[Block]
     """Active gateways: the only blocks that take units."""
-    holders: Sequence[Block]
-    """Active and draining gateways: blocks whose units stay unless moved."""
     capacity: Capacity
     pace: Pace
     pinned: frozenset[Node] = frozenset()
@@ -65,7 +63,8 @@ class RoundState:
     """Stable preference order of gateways for a unit (consistent hashing)."""
     origin: list[Block] = field(default_factory=list)
     fresh: set[Node] = field(default_factory=set)
-    """Units placed in this round: moving them again costs no client anything."""
+    """Units placed or moved in this round: moving them again costs nothing more (their
+    clients are told only where they end up)."""
     reason: dict[Node, MoveReason] = field(default_factory=dict)
     spent: int = 0
     touched: dict[int, int] = field(default_factory=dict)
