@@ -149,10 +149,6 @@ class ClientWriter:
             transport.set_write_buffer_limits(high=queue_bytes)
 
     # --- state ---------------------------------------------------------------------------
-    @property
-    def open(self) -> bool:
-        return self.state is WriterState.OPEN and not self.transport.is_closing()
-
     def close(self) -> bool:
         """The close frame goes next: refuse everything from now on. True the first time."""
         if self.state is WriterState.CLOSED:
